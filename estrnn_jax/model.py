@@ -1,0 +1,426 @@
+"""ESTRNN (Zhong et al., "Real-world Video Deblurring: A Benchmark Dataset and an Efficient Recurrent Neural
+Network", IJCV 2022; ECCV 2020) in Flax linen.
+
+Layout is channels-last throughout: frames are (N, T, H, W, 3) RGB in [-0.5, 0.5]. With `C = n_features`:
+
+  RDBCell (paper Sec. 3.1, Fig. 3)   frame_t (N,H,W,3), s_{t-1} (N,H/4,W/4,C) -> h_t (N,H/4,W/4,5C), s_t
+  GSA     (paper Sec. 3.2, Fig. 4)   h_{t-past} ... h_{t+future}            -> (N,H/4,W/4,5FC), F = past+future+1
+  Reconstructor (paper Sec. 3.3)     (N,H/4,W/4,5FC)                       -> (N,H,W,3)
+
+The recurrent cell runs as one `nn.scan` over time. GSA and the reconstructor run on every output frame at once
+(frames folded into the batch). Outputs exist for input frames `past ... T-future-1`, as in the reference.
+
+Parameters are exactly the reference's (same count, same initialisation distribution as PyTorch's defaults);
+`estrnn_jax.convert` maps official checkpoints onto them. Three rewrites change how they are applied, never what
+is computed (all checked against the official model's golden outputs):
+  * the dense layers of an RDB convolve each concatenated part once (the block input's share of all three layers
+    is one wider conv) instead of re-convolving the growing concatenation;
+  * GSA is folded: everything after the sigmoid channel weights is linear, so per output frame the whole module
+    is one (5FC x 5FC) matmul over the concatenated h window, with weights built from the pooled vectors;
+  * the stride-2 transposed convs are sub-pixel convs (a 2x2 conv to 4x channels, then depth-to-space).
+"""
+
+from collections.abc import Sequence
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+from jax import lax
+import jax.numpy as jnp
+
+Array = jax.Array
+Dtype = Any
+
+
+def _torch_default_init(fan_in: int):
+  """PyTorch's default init for conv/linear weights and biases: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+  bound = 1.0 / math.sqrt(fan_in)
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+  return init
+
+
+def gelu(x: Array) -> Array:
+  """GELU in its exact erf form, as the reference (`nn.GELU()`); flax's default is the tanh approximation."""
+  return jax.nn.gelu(x, approximate=False)
+
+
+def conv2d(x: Array, kernel: Array, bias: Array | None = None, *, stride: int = 1,
+           padding: Sequence[tuple[int, int]] | None = None) -> Array:
+  """NHWC x HWIO convolution in `x.dtype`; default padding is `k // 2` on every side (the reference's)."""
+  if padding is None:
+    padding = [(kernel.shape[0] // 2,) * 2, (kernel.shape[1] // 2,) * 2]
+  y = lax.conv_general_dilated(
+      x, kernel.astype(x.dtype), window_strides=(stride, stride), padding=padding,
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  if bias is not None:
+    y = y + bias.astype(y.dtype)
+  return y
+
+
+class Conv(nn.Module):
+  """A 2-D convolution with bias; kernel (k, k, in_features, features), padding k//2 (explicit, as the reference).
+
+  `weights()` returns the raw (kernel, bias) for blocks that apply them in a rearranged form.
+  """
+  features: int
+  kernel_size: int
+  in_features: int
+  stride: int = 1
+
+  def setup(self):
+    k = self.kernel_size
+    init = _torch_default_init(k * k * self.in_features)
+    self.kernel = self.param('kernel', init, (k, k, self.in_features, self.features))
+    self.bias = self.param('bias', init, (self.features,))
+
+  def weights(self) -> tuple[Array, Array]:
+    return self.kernel, self.bias
+
+  def __call__(self, x: Array) -> Array:
+    return conv2d(x, self.kernel, self.bias, stride=self.stride)
+
+
+class Dense(nn.Module):
+  """A linear layer with PyTorch's default init; kernel (in_features, features)."""
+  features: int
+  in_features: int
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    init = _torch_default_init(self.in_features)
+    kernel = self.param('kernel', init, (self.in_features, self.features))
+    bias = self.param('bias', init, (self.features,))
+    return x @ kernel.astype(x.dtype) + bias.astype(x.dtype)
+
+
+class SubPixelUpsample(nn.Module):
+  """ConvTranspose2d(k=3, stride=2, padding=1, output_padding=1): (N,H,W,Cin) -> (N,2H,2W,features).
+
+  The kernel is stored in the transposed conv's own "scatter" form, (3, 3, in_features, features):
+  input pixel (i, j) adds `x[i, j] @ kernel[a, b]` to output pixel (2i + a - 1, 2j + b - 1). It is applied as a
+  2x2 conv to 4*features channels (one per output sub-pixel) followed by depth-to-space, which is the same sum.
+  """
+  features: int
+  in_features: int
+
+  def setup(self):
+    # PyTorch computes a transposed conv's fan-in from weight.size(1) = out channels.
+    init = _torch_default_init(9 * self.features)
+    self.kernel = self.param('kernel', init, (3, 3, self.in_features, self.features))
+    self.bias = self.param('bias', init, (self.features,))
+
+  def __call__(self, x: Array) -> Array:
+    n, h, w, _ = x.shape
+    # Output row 2m + a reads input rows m + d (d = 0, 1) through kernel row a - 2d + 1 (when it is in 0..2).
+    zeros = jnp.zeros_like(self.kernel[0, 0])
+    tap = lambda a, d: a - 2 * d + 1
+    sub_kernels = [[[[self.kernel[tap(a, di), tap(b, dj)]
+                      if 0 <= tap(a, di) <= 2 and 0 <= tap(b, dj) <= 2 else zeros
+                      for b in range(2)] for a in range(2)] for dj in range(2)] for di in range(2)]
+    # (di, dj, a, b, Cin, Cout) -> (di, dj, Cin, a, b, Cout) -> (2, 2, Cin, 4*Cout)
+    kernel = jnp.array(sub_kernels).transpose(0, 1, 4, 2, 3, 5).reshape(2, 2, self.in_features, 4 * self.features)
+    y = conv2d(x, kernel, padding=[(0, 1), (0, 1)])
+    y = y.reshape(n, h, w, 2, 2, self.features).transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * h, 2 * w, self.features)
+    return y + self.bias.astype(y.dtype)
+
+
+class RDB(nn.Module):
+  """Residual dense block (paper Sec. 3.1): three dense layers `z = concat[z, gelu(conv3x3(z))]`, a 1x1 fusion
+  back to `in_features` channels, plus the input. (N,H,W,in_features) -> same shape.
+
+  Dense layer j's kernel reads concat[x, y_0 .. y_{j-1}]; it is applied part by part, so `x` is convolved once
+  for all layers (one conv with 3*growth outputs) and each new `y_j` once for all later layers.
+  """
+  in_features: int
+  growth: int
+  num_layers: int = 3
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    c, g, n_layers = self.in_features, self.growth, self.num_layers
+    dense = [Conv(g, 3, c + j * g, name=f'dense_{j}').weights() for j in range(n_layers)]
+    fuse = Conv(c, 1, c + n_layers * g, name='fuse')
+
+    # pre[j]: the running pre-activation of dense layer j, accumulated one input part at a time.
+    x_part = jnp.concatenate([k[:, :, :c] for k, _ in dense], axis=-1)
+    x_bias = jnp.concatenate([b for _, b in dense])
+    pre = jnp.split(conv2d(x, x_part, x_bias), n_layers, axis=-1)
+    ys = []
+    for j in range(n_layers):
+      y = gelu(pre[j])
+      ys.append(y)
+      if j + 1 < n_layers:
+        part = slice(c + j * g, c + (j + 1) * g)
+        y_part = jnp.concatenate([dense[m][0][:, :, part] for m in range(j + 1, n_layers)], axis=-1)
+        for m, contribution in zip(range(j + 1, n_layers), jnp.split(conv2d(y, y_part), n_layers - j - 1, -1)):
+          pre[m] = pre[m] + contribution
+    return fuse(jnp.concatenate([x, *ys], axis=-1)) + x
+
+
+class DownsampleStage(nn.Module):
+  """F_B1 / F_B2 of the cell: RDB(in_features, growth) then a 5x5 stride-2 conv to 2*in_features. Halves H, W."""
+  in_features: int
+  growth: int
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    x = RDB(self.in_features, self.growth, name='rdb')(x)
+    return Conv(2 * self.in_features, 5, self.in_features, stride=2, name='down')(x)
+
+
+class RDBNet(nn.Module):
+  """F_R of the cell: `n_blocks` chained RDB(5C, 2C); all their outputs concatenated, 1x1 conv to 5C, 3x3 conv.
+
+  (N,h,w,5C) -> (N,h,w,5C). No activation and no global residual, as the reference.
+  """
+  features: int
+  growth: int
+  n_blocks: int
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    outputs = []
+    for i in range(self.n_blocks):
+      x = RDB(self.features, self.growth, name=f'rdb_{i}')(x)
+      outputs.append(x)
+    x = Conv(self.features, 1, self.n_blocks * self.features, name='fuse')(jnp.concatenate(outputs, axis=-1))
+    return Conv(self.features, 3, self.features, name='conv')(x)
+
+
+class RDBCell(nn.Module):
+  """The recurrent RDB cell (paper Sec. 3.1, Fig. 3): one time step.
+
+  Args of `__call__`:
+    state: s_{t-1}, (N, H/4, W/4, C).
+    frame: x_t, (N, H, W, 3), H and W multiples of 4.
+  Returns:
+    (s_t, h_t): the next hidden state (N, H/4, W/4, C) and the frame's features (N, H/4, W/4, 5C).
+  """
+  n_features: int
+  n_blocks: int
+
+  @nn.compact
+  def __call__(self, state: Array, frame: Array) -> tuple[Array, Array]:
+    c = self.n_features
+    x = Conv(c, 5, 3, name='F_B0')(frame)                          # H
+    x = DownsampleStage(c, c, name='F_B1')(x)                        # H/2, 2C
+    x = DownsampleStage(2 * c, 3 * c // 2, name='F_B2')(x)           # H/4, 4C
+    h = RDBNet(5 * c, 2 * c, self.n_blocks, name='F_R')(jnp.concatenate([x, state], axis=-1))
+    s = Conv(c, 3, 5 * c, name='F_h_in')(h)                          # F_h: conv3x3, RDB, conv3x3
+    s = RDB(c, c, name='F_h_rdb')(s)
+    s = Conv(c, 3, c, name='F_h_out')(s)
+    return s, h
+
+
+class GSA(nn.Module):
+  """Global spatio-temporal attention fusion (paper Sec. 3.2, Fig. 4).
+
+  For output frame t with reference `ref = h_t` and each neighbour `h_i` (i != t, temporal order):
+    cor_i = concat[ref, h_i]                                           (10C)
+    w_i   = sigmoid(mlp_out(gelu(mlp_in(mean_{x,y} cor_i))))            (10C channel weights, "F_f")
+    c_i   = condense(w_i * proj_out(proj_in(cor_i)))                   (5C; proj_* are 1x1 convs, "F_p")
+  output  = fuse(concat[c_(first) ... c_(last), ref])                  (5FC; ref last)
+
+  `__call__` maps hs (N, T, h, w, 5C) to (N, T - past - future, h, w, 5FC), one output per full window.
+  `folded=True` computes the same thing as one (5FC x 5FC) matmul per output frame (see module docstring).
+  """
+  n_features: int
+  past_frames: int
+  future_frames: int
+  folded: bool = True
+
+  @property
+  def num_frames(self) -> int:
+    return self.past_frames + self.future_frames + 1
+
+  def setup(self):
+    c5, c10, c20 = 5 * self.n_features, 10 * self.n_features, 20 * self.n_features
+    self.mlp_in = Dense(c20, c10)
+    self.mlp_out = Dense(c10, c20)
+    self.proj_in = Conv(c20, 1, c10)
+    self.proj_out = Conv(c10, 1, c20)
+    self.condense = Conv(c5, 1, c10)
+    self.fuse = Conv(self.num_frames * c5, 1, self.num_frames * c5)
+
+  def _neighbours(self) -> list[int]:
+    return [k for k in range(self.num_frames) if k != self.past_frames]
+
+  def __call__(self, hs: Array) -> Array:
+    n_frames = hs.shape[1] - self.num_frames + 1
+    if n_frames < 1:
+      raise ValueError(f'GSA needs at least {self.num_frames} frames of features, got {hs.shape[1]}.')
+    # window[k]: the k-th frame of every output frame's window, (N, T', h, w, 5C).
+    window = [hs[:, k:k + n_frames] for k in range(self.num_frames)]
+    return self._folded(window) if self.folded else self._direct(window)
+
+  def _channel_weights(self, pooled_ref: Array, pooled_nb: Array) -> Array:
+    pooled = jnp.concatenate([pooled_ref, pooled_nb], axis=-1)
+    return jax.nn.sigmoid(self.mlp_out(gelu(self.mlp_in(pooled))))
+
+  def _direct(self, window: list[Array]) -> Array:
+    """The reference's computation, term by term (used to check the folded form)."""
+    ref = window[self.past_frames]
+    condensed = []
+    for k in self._neighbours():
+      cor = jnp.concatenate([ref, window[k]], axis=-1)
+      w = self._channel_weights(ref.mean(axis=(2, 3)), window[k].mean(axis=(2, 3)))
+      proj = conv2d_batched(self.proj_out, conv2d_batched(self.proj_in, cor))
+      condensed.append(conv2d_batched(self.condense, w[:, :, None, None, :] * proj))
+    return conv2d_batched(self.fuse, jnp.concatenate([*condensed, ref], axis=-1))
+
+  def _folded(self, window: list[Array]) -> Array:
+    """fused = concat(window) @ W + b, with W (N, T', 5FC, 5FC) and b (N, T', 5FC) built per output frame."""
+    dtype = window[0].dtype
+    c5 = 5 * self.n_features
+    p_in, p_in_b = (a.astype(dtype) for a in self.proj_in.weights())
+    p_out, p_out_b = (a.astype(dtype) for a in self.proj_out.weights())
+    cond, cond_b = (a.astype(dtype) for a in self.condense.weights())
+    fuse, fuse_b = (a.astype(dtype) for a in self.fuse.weights())
+    proj = p_in[0, 0] @ p_out[0, 0]                       # (10C, 10C): proj_out(proj_in(.)) = . @ proj + proj_b
+    proj_b = p_in_b @ p_out[0, 0] + p_out_b
+    cond, fuse = cond[0, 0], fuse[0, 0]                   # (10C, 5C), (5FC, 5FC)
+    fuse_rows = jnp.split(fuse, self.num_frames, axis=0)  # slot s of the fusion concat -> (5C, 5FC)
+
+    ref = self.past_frames
+    pooled = [x.mean(axis=(2, 3)) for x in window]        # (N, T', 5C) each
+    blocks = [None] * self.num_frames                     # weight applied to window[k], (N, T', 5C, 5FC)
+    blocks[ref] = jnp.broadcast_to(fuse_rows[-1], pooled[ref].shape[:2] + fuse_rows[-1].shape)
+    bias = fuse_b
+    for slot, k in enumerate(self._neighbours()):
+      w = self._channel_weights(pooled[ref], pooled[k])  # (N, T', 10C)
+      # c_k = cor_k @ (proj * w) @ cond + (proj_b * w) @ cond + cond_b; then c_k @ fuse_rows[slot].
+      mixed = jnp.einsum('ij,ntj,jk->ntik', proj, w, cond @ fuse_rows[slot])  # (N, T', 10C, 5FC)
+      blocks[ref] = blocks[ref] + mixed[:, :, :c5]
+      blocks[k] = mixed[:, :, c5:]
+      bias = bias + jnp.einsum('j,ntj,jk->ntk', proj_b, w, cond @ fuse_rows[slot]) + cond_b @ fuse_rows[slot]
+    weight = jnp.concatenate(blocks, axis=2)              # (N, T', 5FC, 5FC)
+    stacked = jnp.concatenate(window, axis=-1)            # (N, T', h, w, 5FC)
+    return jnp.einsum('nthwi,ntio->nthwo', stacked, weight) + bias[:, :, None, None, :]
+
+
+def conv2d_batched(conv: Conv, x: Array) -> Array:
+  """Applies `conv` to (N, T, H, W, C) by folding T into the batch."""
+  n, t = x.shape[:2]
+  y = conv(x.reshape(n * t, *x.shape[2:]))
+  return y.reshape(n, t, *y.shape[1:])
+
+
+class Reconstructor(nn.Module):
+  """Reconstruction module (paper Sec. 3.3): two stride-2 transposed convs and a 5x5 conv.
+
+  (N, H/4, W/4, 5FC) -> (N, H, W, 3). No activation and no skip from the input: it predicts the sharp frame.
+  """
+  n_features: int
+  num_frames: int
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    c = self.n_features
+    x = SubPixelUpsample(2 * c, 5 * self.num_frames * c, name='up_0')(x)
+    x = SubPixelUpsample(c, 2 * c, name='up_1')(x)
+    return Conv(3, 5, c, name='out')(x)
+
+
+def pad_to_multiple(frames: Array, multiple: int = 4) -> tuple[Array, tuple[int, int]]:
+  """Edge-pads the spatial axes (-3, -2) at bottom/right to multiples of `multiple`.
+
+  Returns the padded array and the original (H, W); crop back with `[..., :H, :W, :]`. No-op when aligned.
+  """
+  height, width = frames.shape[-3], frames.shape[-2]
+  pad_h, pad_w = -height % multiple, -width % multiple
+  if pad_h or pad_w:
+    pads = [(0, 0)] * (frames.ndim - 3) + [(0, pad_h), (0, pad_w), (0, 0)]
+    frames = jnp.pad(frames, pads, mode='edge')
+  return frames, (height, width)
+
+
+class ESTRNN(nn.Module):
+  """Efficient spatio-temporal RNN for video deblurring.
+
+  `ESTRNN()(frames)`: frames (N, T, H, W, 3) RGB in [-0.5, 0.5], T >= past_frames + future_frames + 1, any H and W
+  -> (N, T - past_frames - future_frames, H, W, 3) float32: the deblurred frames `past_frames ... T-future_frames-1`,
+  the hidden state starting at zeros, exactly as the reference.
+
+  Attributes:
+    n_features: C. The paper's channel count is 5C: B15C80 is (16, 15), B9C60 is (12, 9).
+    n_blocks: B, the number of RDBs in the cell's F_R.
+    past_frames, future_frames: the GSA window around each output frame.
+    dtype: compute dtype (e.g. jnp.bfloat16); parameters stay float32 and outputs are float32.
+    remat: rematerialise each cell step in the backward pass (less memory for long clips, ~30% more compute).
+    fold_gsa: use the folded GSA (same outputs, 4-8x less compute); False runs the reference's form.
+  """
+  n_features: int = 16
+  n_blocks: int = 15
+  past_frames: int = 2
+  future_frames: int = 2
+  dtype: Dtype = jnp.float32
+  remat: bool = False
+  fold_gsa: bool = True
+
+  @property
+  def num_frames(self) -> int:
+    return self.past_frames + self.future_frames + 1
+
+  def setup(self):
+    self.cell = RDBCell(self.n_features, self.n_blocks)
+    self.fusion = GSA(self.n_features, self.past_frames, self.future_frames, folded=self.fold_gsa)
+    self.reconstructor = Reconstructor(self.n_features, self.num_frames)
+
+  def __call__(self, frames: Array) -> Array:
+    if frames.ndim != 5 or frames.shape[-1] != 3:
+      raise ValueError(f'ESTRNN expects frames of shape (N, T, H, W, 3), got {frames.shape}.')
+    if frames.shape[1] < self.num_frames:
+      raise ValueError(f'ESTRNN with past_frames={self.past_frames}, future_frames={self.future_frames} needs at '
+                       f'least {self.num_frames} frames, got {frames.shape[1]}.')
+    padded, (height, width) = pad_to_multiple(frames, 4)
+    hs, _ = self.encode(padded)
+    return self.decode(hs)[:, :, :height, :width, :]
+
+  def initial_state(self, batch: int, height: int, width: int) -> Array:
+    """The zero hidden state s_0, (batch, height/4, width/4, n_features) float32."""
+    return jnp.zeros((batch, height // 4, width // 4, self.n_features), jnp.float32)
+
+  def encode(self, frames: Array, state: Array | None = None) -> tuple[Array, Array]:
+    """Runs the RDB cell over time (one `nn.scan`).
+
+    Args:
+      frames: (N, T, H, W, 3), H and W multiples of 4.
+      state: s before the first frame, (N, H/4, W/4, C); None for zeros.
+    Returns:
+      hs (N, T, H/4, W/4, 5C) in the compute dtype, and the state after the last frame.
+    """
+    n, _, height, width, _ = frames.shape
+    _check_multiple_of_4(height, width)
+    if state is None:
+      state = self.initial_state(n, height, width)
+
+    def body(cell, carry, frame):
+      return cell(carry, frame)
+
+    if self.remat:
+      body = nn.remat(body, prevent_cse=False)
+    scan = nn.scan(body, variable_broadcast='params', split_rngs={'params': False}, in_axes=1, out_axes=1)
+    state, hs = scan(self.cell, state.astype(self.dtype), frames.astype(self.dtype))
+    return hs, state
+
+  def step(self, state: Array, frame: Array) -> tuple[Array, Array]:
+    """One cell step: frame (N, H, W, 3), state (N, H/4, W/4, C) -> (new state, h (N, H/4, W/4, 5C))."""
+    _check_multiple_of_4(frame.shape[-3], frame.shape[-2])
+    return self.cell(state.astype(self.dtype), frame.astype(self.dtype))
+
+  def decode(self, hs: Array) -> Array:
+    """GSA fusion + reconstruction of every full window: hs (N, T, h, w, 5C) -> (N, T - past - future, 4h, 4w, 3)."""
+    fused = self.fusion(hs.astype(self.dtype))
+    n, t = fused.shape[:2]
+    out = self.reconstructor(fused.reshape(n * t, *fused.shape[2:]))
+    return out.reshape(n, t, *out.shape[1:]).astype(jnp.float32)
+
+
+def _check_multiple_of_4(height: int, width: int) -> None:
+  if height % 4 or width % 4:
+    raise ValueError(f'Frame size {height}x{width} is not a multiple of 4; pad it first (model.pad_to_multiple) '
+                     'or call the model directly, which pads and crops back.')
