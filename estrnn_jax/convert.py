@@ -195,29 +195,35 @@ def load_torch_checkpoint(path: str | epath.PathLike, past_frames: int = 2, futu
     raise CheckpointMismatchError(f'{path}: {e}') from None
 
 
-_TORCH_CHECKPOINT = flags.DEFINE_string('torch_checkpoint', None, 'Official ESTRNN .pth.tar file.')
-_OUTPUT = flags.DEFINE_string('output', None, 'Directory for the converted Orbax checkpoint (must not exist).')
-_PAST = flags.DEFINE_integer('past_frames', 2, 'GSA past frames of the checkpoint.')
-_FUTURE = flags.DEFINE_integer('future_frames', 2, 'GSA future frames of the checkpoint.')
-_BGR = flags.DEFINE_bool('bgr', False, 'Keep the official BGR colour order instead of converting to RGB.')
+
+
+def define_flags() -> None:
+  """CLI flags; defined only when run as a program, so importing this module never touches absl's FLAGS."""
+  flags.DEFINE_string('torch_checkpoint', None, 'Official ESTRNN .pth.tar file.')
+  flags.DEFINE_string('output', None, 'Directory for the converted Orbax checkpoint (must not exist).')
+  flags.DEFINE_integer('past_frames', 2, 'GSA past frames of the checkpoint.')
+  flags.DEFINE_integer('future_frames', 2, 'GSA future frames of the checkpoint.')
+  flags.DEFINE_bool('bgr', False, 'Keep the official BGR colour order instead of converting to RGB.')
 
 
 def main(argv: list[str]) -> None:
   del argv
   from estrnn_jax import checkpoints  # pylint: disable=g-import-not-at-top
-  if not _TORCH_CHECKPOINT.value or not _OUTPUT.value:
+  f = flags.FLAGS
+  if not f.torch_checkpoint or not f.output:
     raise app.UsageError('--torch_checkpoint and --output are required.')
+  if epath.Path(f.output).exists():
+    raise SystemExit(f'error: --output {f.output} already exists; choose a new directory.')
   try:
-    model, variables = load_torch_checkpoint(_TORCH_CHECKPOINT.value, _PAST.value, _FUTURE.value,
-                                             rgb=not _BGR.value)
+    model, variables = load_torch_checkpoint(f.torch_checkpoint, f.past_frames, f.future_frames, rgb=not f.bgr)
   except (OSError, ValueError) as e:
     raise SystemExit(f'error: {e}') from None
   n_params = sum(np.size(x) for x in _leaves(variables['params']))
-  logging.info('Converted %s: n_features=%d n_blocks=%d, %d parameters.', _TORCH_CHECKPOINT.value,
+  logging.info('Converted %s: n_features=%d n_blocks=%d, %d parameters.', f.torch_checkpoint,
                model.n_features, model.n_blocks, n_params)
-  checkpoints.save_model(_OUTPUT.value, model, variables['params'])
-  print(f'Wrote {_OUTPUT.value} (ESTRNN n_features={model.n_features} n_blocks={model.n_blocks}, '
-        f'{n_params:,} parameters, {"BGR" if _BGR.value else "RGB"} input).')
+  checkpoints.save_model(f.output, model, variables['params'])
+  print(f'Wrote {f.output} (ESTRNN n_features={model.n_features} n_blocks={model.n_blocks}, '
+        f'{n_params:,} parameters, {"BGR" if f.bgr else "RGB"} input).')
 
 
 def _leaves(tree):
@@ -229,4 +235,5 @@ def _leaves(tree):
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

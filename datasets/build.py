@@ -1,0 +1,125 @@
+r"""Prepares one of the project's datasets as ArrayRecord files, single process (no apache-beam).
+
+  python -m datasets.build --dataset bsd/2ms16ms --manual_dir ~/data --data_dir ~/tensorflow_datasets
+  python -m datasets.build --dataset gopro/blur_gamma_960x540 --manual_dir ~/data --data_dir gs://bucket/tfds
+  python -m datasets.build --dataset reds --manual_dir ~/data/REDS
+  python -m datasets.build --dataset synthetic_blur/small
+
+`--dataset` is `<name>[/<config>]` with name one of bsd, gopro, reds, synthetic_blur (the default config
+when omitted). `--manual_dir` is where the release was unzipped (each builder's
+MANUAL_DOWNLOAD_INSTRUCTIONS say how; not needed for synthetic_blur). The result lands in
+`<data_dir>/<name>/<config>/<version>/` and is read with
+`tfds.data_source('<name>/<config>', data_dir=<data_dir>, split=...)`. An existing, complete dataset is
+reused unless `--overwrite`; a failed build leaves no dataset behind (TFDS writes into a temporary
+folder and renames it when done).
+"""
+
+from collections.abc import Sequence
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+from etils import epath
+import tensorflow_datasets as tfds
+
+from datasets import common
+from datasets.bsd import bsd_dataset_builder
+from datasets.gopro import gopro_dataset_builder
+from datasets.reds import reds_dataset_builder
+from datasets.synthetic_blur import synthetic_blur_dataset_builder
+
+BUILDER_CLASSES: tuple[type[tfds.core.GeneratorBasedBuilder], ...] = (
+    bsd_dataset_builder.Builder,
+    gopro_dataset_builder.Builder,
+    reds_dataset_builder.Builder,
+    synthetic_blur_dataset_builder.Builder,
+)
+
+
+def make_builder(name: str, data_dir: epath.PathLike | None = None) -> tfds.core.GeneratorBasedBuilder:
+  """`'<name>[/<config>]'` -> an (unprepared or prepared) builder of one of this project's datasets."""
+  base, _, config = name.partition('/')
+  classes = {cls.name: cls for cls in BUILDER_CLASSES}
+  if base not in classes:
+    raise ValueError(f'Unknown dataset {name!r}; expected one of {sorted(classes)} (with an optional /<config>).')
+  cls = classes[base]
+  if config and config not in cls.builder_configs:
+    raise ValueError(f'Unknown config {config!r} of {base}; expected one of {sorted(cls.builder_configs)}.')
+  if not config and cls.BUILDER_CONFIGS and '/' in name:
+    raise ValueError(f'Empty config in {name!r}.')
+  return cls(data_dir=_expand(data_dir), config=config or None)
+
+
+def _expand(path: epath.PathLike | None) -> str | None:
+  """`~` expanded (flags like `--data_dir=~/x` reach us unexpanded); None and gs:// paths unchanged."""
+  return None if path is None else os.fspath(epath.Path(path).expanduser())
+
+
+def build(name: str, data_dir: epath.PathLike | None = None, manual_dir: epath.PathLike | None = None, *,
+          overwrite: bool = False) -> tfds.core.GeneratorBasedBuilder:
+  """Prepares dataset `name` ('bsd/2ms16ms', 'synthetic_blur/small', ...) under `data_dir` as ArrayRecord.
+
+  Returns the prepared builder (`builder.as_data_source(split)`, `common.sequence_table(builder, split)`).
+  Reuses a complete dataset already there unless `overwrite`. `data_dir` None: TFDS's default
+  (`$TFDS_DATA_DIR` or ~/tensorflow_datasets). `manual_dir`: the unzipped release (required except for
+  synthetic_blur). Not safe to call from several processes on the same `data_dir` at once: on
+  multi-host, build on one process and wait for it.
+
+  Raises:
+    ValueError: an unknown name/config, a missing `manual_dir`, or an existing dataset that cannot be
+      reused (stored in another file format, or a synthetic set rendered with other parameters).
+    common.InvalidDatasetError: the release under `manual_dir` is incomplete or damaged.
+  """
+  builder = make_builder(name, data_dir)
+  if builder.MANUAL_DOWNLOAD_INSTRUCTIONS and manual_dir is None and not builder.is_prepared():
+    raise ValueError(f'{name} needs manual_dir (--manual_dir), the folder where the release was unzipped:\n'
+                     f'{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}')
+  if manual_dir is not None and not builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
+    logging.warning('%s needs no manual_dir; ignoring %s', name, manual_dir)
+    manual_dir = None
+  mode = (tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS if overwrite
+          else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
+  download_config = tfds.download.DownloadConfig(
+      manual_dir=_expand(manual_dir),
+      download_mode=mode,
+      compute_stats=tfds.download.ComputeStatsMode.SKIP,
+  )
+  builder.download_and_prepare(file_format='array_record', download_config=download_config)
+  if builder.info.file_format != tfds.core.FileFormat.ARRAY_RECORD:
+    raise ValueError(f'{builder.data_dir} holds {builder.info.file_format.value} files, not ArrayRecord; '
+                     'rebuild it with overwrite=True (--overwrite).')
+  if isinstance(builder, synthetic_blur_dataset_builder.Builder):
+    stale = builder.stale_reason()
+    if stale:
+      raise ValueError(f'{stale}; rebuild it with overwrite=True (--overwrite).')
+  return builder
+
+
+def describe(builder: tfds.core.DatasetBuilder) -> str:
+  """A short summary: where the dataset is, and per split its frames and sequences."""
+  lines = [f'{builder.info.full_name} at {builder.data_dir}']
+  for split in builder.info.splits:
+    table = common.sequence_table(builder, split)
+    lines.append(f'  {split}: {builder.info.splits[split].num_examples} frames in {len(table)} sequences')
+  return '\n'.join(lines)
+
+
+_DATASET = flags.DEFINE_string('dataset', None, '<name>[/<config>]: bsd/2ms16ms, gopro/blur_gamma_960x540, '
+                               'reds, synthetic_blur/small, ...', required=True)
+_DATA_DIR = flags.DEFINE_string('data_dir', None, 'Where to write the dataset (default: $TFDS_DATA_DIR or '
+                                '~/tensorflow_datasets). May be gs://.')
+_MANUAL_DIR = flags.DEFINE_string('manual_dir', None, 'Folder with the unzipped release (see the builder\'s '
+                                  'manual download instructions).')
+_OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Rebuild even if a complete dataset exists.')
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  builder = build(_DATASET.value, _DATA_DIR.value, _MANUAL_DIR.value, overwrite=_OVERWRITE.value)
+  print(describe(builder))
+
+
+if __name__ == '__main__':
+  app.run(main)

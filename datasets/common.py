@@ -1,0 +1,445 @@
+"""What the frame-pair builders share: folder scanning, frame validation, records and sequence tables.
+
+Every dataset here is a set of videos, each a sequence of (blurry, sharp) uint8 RGB frame pairs. A
+builder stores **one record per frame**, in (sequence, frame) order, with the features of
+`frame_features()`:
+
+  blur, sharp      uint8 (H, W, 3) RGB, PNG-encoded (lossless; the release's own PNG bytes when they
+                   are already 8-bit RGB)
+  sequence         the sequence's name (its folder name in the release)
+  frame_index      int32, 0-based position of the frame in its sequence (frames sorted by the number
+                   in their file name, which need not start at 0)
+  sequence_length  int32, frames in the sequence
+
+The per-split sequence table -- (name, index of the sequence's first record, length) in record order --
+is stored in the dataset's metadata (`metadata.json`), so an input pipeline enumerates T-frame windows
+with `sequence_table()` without reading any image.
+
+Bad input (missing folders, stray files in frame folders, blurry/sharp frames that do not pair up,
+corrupt images, frame sizes that change inside a sequence) raises `InvalidDatasetError` naming the path.
+TFDS writes a dataset into a temporary `*.incomplete*` folder and renames it only when every split is
+written, so a failed build leaves nothing that looks like a dataset.
+"""
+
+from __future__ import annotations
+
+import abc
+import collections
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+import concurrent.futures
+import contextlib
+import dataclasses
+import io
+import os
+import re
+from typing import Any, TypeVar
+
+from etils import epath
+import numpy as np
+from PIL import Image
+import tensorflow_datasets as tfds
+import tqdm
+
+# Key of the sequence tables in `DatasetInfo.metadata`: {split: [[name, first_record, length], ...]}.
+SEQUENCES_METADATA_KEY = 'sequences'
+
+_FRAME_NAME = re.compile(r'(\d+)\.png')
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+_PNG_COLOR_TYPE_RGB = 2
+
+_R = TypeVar('_R')
+
+
+class InvalidDatasetError(ValueError):
+  """The dataset on disk does not have the expected layout or content; the message names the path."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Features and records.
+
+
+def frame_features() -> tfds.features.FeaturesDict:
+  """The features of one record (one frame pair); see the module docstring."""
+  return tfds.features.FeaturesDict({
+      'blur': tfds.features.Image(shape=(None, None, 3), dtype=np.uint8, encoding_format='png'),
+      'sharp': tfds.features.Image(shape=(None, None, 3), dtype=np.uint8, encoding_format='png'),
+      'sequence': tfds.features.Text(),
+      'frame_index': tfds.features.Scalar(dtype=np.int32),
+      'sequence_length': tfds.features.Scalar(dtype=np.int32),
+  })
+
+
+def frame_dataset_info(builder: tfds.core.DatasetBuilder, homepage: str) -> tfds.core.DatasetInfo:
+  """DatasetInfo of a frame-pair dataset: `frame_features()`, records kept in generation order, and an
+  empty `MetadataDict` for the sequence tables; description and citation come from the builder's
+  README.md and CITATIONS.bib."""
+  return builder.dataset_info_from_configs(
+      features=frame_features(),
+      supervised_keys=('blur', 'sharp'),
+      homepage=homepage,
+      disable_shuffling=True,  # records stay in (sequence, frame) order
+      metadata=tfds.core.MetadataDict(),
+  )
+
+
+def record_key(index: int, total: int) -> int:
+  """The TFDS example key of record `index` (0-based) of a split with `total` records.
+
+  With `disable_shuffling=True`, TFDS writes records sorted by their integer key, first distributing
+  them over 1000 temporary buckets by key range (over the 128-bit key space) and later loading one
+  bucket at a time into memory. Plain 0, 1, 2, ... keys would put a whole split into the first bucket
+  (tens of GB for REDS); spacing the keys evenly over the key space keeps the order and spreads them.
+  """
+  if not 0 <= index < total:
+    raise ValueError(f'record index {index} outside [0, {total})')
+  return index << (128 - total.bit_length())
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+  """uint8 (H, W, 3) RGB -> PNG bytes (lossless, deterministic for a given Pillow/zlib)."""
+  buffer = io.BytesIO()
+  Image.fromarray(np.ascontiguousarray(pixels, np.uint8), 'RGB').save(buffer, format='PNG')
+  return buffer.getvalue()
+
+
+def make_example(sequence: str, frame_index: int, sequence_length: int, blur_png: bytes,
+                 sharp_png: bytes) -> dict[str, Any]:
+  return {
+      'blur': blur_png,
+      'sharp': sharp_png,
+      'sequence': sequence,
+      'frame_index': np.int32(frame_index),
+      'sequence_length': np.int32(sequence_length),
+  }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sequence tables.
+
+
+def build_sequence_table(names_and_lengths: Iterable[tuple[str, int]]) -> list[tuple[str, int, int]]:
+  """[(name, length), ...] in record order -> [(name, first_record_index, length), ...]."""
+  table, first = [], 0
+  for name, length in names_and_lengths:
+    table.append((name, first, length))
+    first += length
+  return table
+
+
+def set_sequence_tables(info: tfds.core.DatasetInfo, tables: Mapping[str, Sequence[tuple[str, int, int]]]):
+  """Stores the per-split sequence tables in `info.metadata` (written to `metadata.json`)."""
+  info.metadata[SEQUENCES_METADATA_KEY] = {
+      split: [[name, int(first), int(length)] for name, first, length in table]
+      for split, table in tables.items()
+  }
+
+
+def sequence_table(builder_or_info: Any, split: str | None = None) -> list[tuple[str, int, int]]:
+  """The sequences of a split, in record order: [(name, first_record_index, length), ...].
+
+  Records `first .. first + length - 1` of the split's ArrayRecord data source are frames 0 .. length-1
+  of sequence `name`.
+
+  Args:
+    builder_or_info: a prepared `tfds.core.DatasetBuilder`, its `DatasetInfo`, or a data source from
+      `tfds.data_source` / `builder.as_data_source` (then `split` defaults to the source's split).
+    split: a whole split's name ('train', 'validation', 'test'); slices such as 'train[:10]' have no
+      table.
+
+  Raises:
+    ValueError: no table in the metadata, an unknown split, or a table that disagrees with the split's
+      number of records.
+  """
+  if isinstance(builder_or_info, tfds.core.DatasetInfo):
+    info = builder_or_info
+  elif hasattr(builder_or_info, 'dataset_info'):  # ArrayRecordDataSource
+    info = builder_or_info.dataset_info
+    if split is None and getattr(builder_or_info, 'split', None) is not None:
+      split = str(builder_or_info.split)
+  elif hasattr(builder_or_info, 'info'):
+    info = builder_or_info.info
+  else:
+    raise TypeError(f'Expected a DatasetBuilder, DatasetInfo or data source, got {type(builder_or_info)}')
+  if split is None:
+    raise ValueError('sequence_table needs a split name')
+  split = str(split)
+  metadata = info.metadata
+  try:
+    tables = metadata[SEQUENCES_METADATA_KEY]
+  except (KeyError, TypeError):
+    raise ValueError(
+        f'Dataset {info.full_name} at {info.data_dir} has no sequence table in its metadata '
+        f'(metadata.json); prepare it with `python -m datasets.build`.') from None
+  if split not in tables:
+    raise ValueError(f'Dataset {info.full_name} has no sequence table for split {split!r}; '
+                     f'tables exist for {sorted(tables)} (slices of a split have none).')
+  table = [(str(name), int(first), int(length)) for name, first, length in tables[split]]
+  total = sum(length for _, _, length in table)
+  if split in info.splits and info.splits[split].num_examples != total:
+    raise ValueError(f'Dataset {info.full_name} split {split!r}: the sequence table covers {total} frames '
+                     f'but the split has {info.splits[split].num_examples} records.')
+  return table
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Folder scanning.
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameSequence:
+  """One sequence of a release: its name and its frame files, paired by frame number, sorted."""
+  name: str
+  blur: tuple[epath.Path, ...]
+  sharp: tuple[epath.Path, ...]
+
+  def __len__(self) -> int:
+    return len(self.blur)
+
+
+def natural_key(name: str) -> tuple[int, int | str]:
+  """Sort key: names made of digits by their number, first; other names alphabetically, after."""
+  return (0, int(name)) if name.isdigit() else (1, name)
+
+
+def _visible_entries(folder: epath.Path) -> list[epath.Path]:
+  """Entries of `folder`, without hidden ones (.DS_Store and the like, left by file managers)."""
+  return [p for p in folder.iterdir() if not p.name.startswith('.')]
+
+
+def require_dir(path: epath.Path, what: str) -> epath.Path:
+  if not path.is_dir():
+    raise InvalidDatasetError(f'Missing {what}: {path} is not a folder.')
+  return path
+
+
+def find_release_dir(manual_dir: epath.PathLike, release_name: str, markers: Sequence[str]) -> epath.Path:
+  """The release folder, given either the folder itself or its parent.
+
+  Returns `manual_dir / release_name` if that folder exists, else `manual_dir` if it contains any of
+  `markers` (the release's top-level folders), else raises naming what was expected.
+  """
+  manual_dir = epath.Path(manual_dir)
+  if (manual_dir / release_name).is_dir():
+    return manual_dir / release_name
+  if any((manual_dir / marker).is_dir() for marker in markers):
+    return manual_dir
+  found = sorted(p.name for p in _visible_entries(manual_dir))[:10] if manual_dir.is_dir() else []
+  raise InvalidDatasetError(
+      f'{manual_dir} is neither the {release_name} release folder (with {", ".join(markers)}) nor its '
+      f'parent; found {found if found else "nothing"}. See the dataset\'s manual download instructions.')
+
+
+def list_sequence_dirs(split_dir: epath.Path) -> list[epath.Path]:
+  """The sequence folders of a split folder, in natural order; anything else there is an error."""
+  entries = _visible_entries(split_dir)
+  stray = [p for p in entries if not p.is_dir()]
+  if stray:
+    raise InvalidDatasetError(f'Unexpected file {stray[0]}: {split_dir} should contain only sequence folders.')
+  if not entries:
+    raise InvalidDatasetError(f'No sequence folders in {split_dir}.')
+  return sorted(entries, key=lambda p: natural_key(p.name))
+
+
+def list_frames(folder: epath.Path) -> list[epath.Path]:
+  """The frame files `<number>.png` of `folder`, sorted by number (numerically, not by name).
+
+  Raises if the folder is missing or empty, holds anything that is not a frame file (hidden files
+  excepted), or two files with the same frame number (`7.png` and `007.png`).
+  """
+  require_dir(folder, 'frame folder')
+  frames: dict[int, epath.Path] = {}
+  for path in _visible_entries(folder):
+    match = _FRAME_NAME.fullmatch(path.name)
+    if match is None or path.is_dir():
+      raise InvalidDatasetError(
+          f'Unexpected {"folder" if path.is_dir() else "file"} {path}: frame folders should contain only '
+          '<number>.png frame files.')
+    number = int(match.group(1))
+    if number in frames:
+      raise InvalidDatasetError(f'{path} and {frames[number]} have the same frame number {number}.')
+    frames[number] = path
+  if not frames:
+    raise InvalidDatasetError(f'No frames in {folder}.')
+  return [frames[number] for number in sorted(frames)]
+
+
+def paired_sequence(name: str, blur_dir: epath.Path, sharp_dir: epath.Path) -> FrameSequence:
+  """Lists a sequence's blurry and sharp frames and checks that they pair up by frame number."""
+  blur, sharp = list_frames(blur_dir), list_frames(sharp_dir)
+  if len(blur) != len(sharp):
+    raise InvalidDatasetError(f'Sequence {name}: {blur_dir} has {len(blur)} frames but {sharp_dir} has '
+                              f'{len(sharp)}.')
+  for blur_path, sharp_path in zip(blur, sharp):
+    if int(blur_path.stem) != int(sharp_path.stem):
+      raise InvalidDatasetError(f'Sequence {name}: frame numbers differ: blurry frame {blur_path} is paired '
+                                f'with sharp frame {sharp_path}.')
+  return FrameSequence(name=name, blur=tuple(blur), sharp=tuple(sharp))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Frames.
+
+
+@dataclasses.dataclass(frozen=True)
+class Frame:
+  """A validated frame: lossless 8-bit RGB PNG bytes, its size, and (when asked for) its pixels."""
+  path: epath.Path
+  png: bytes
+  height: int
+  width: int
+  pixels: np.ndarray | None = None  # uint8 (H, W, 3)
+
+  @property
+  def size(self) -> str:
+    return f'{self.width}x{self.height}'
+
+
+def read_frame(path: epath.Path, with_pixels: bool = False) -> Frame:
+  """Reads and fully decodes one PNG frame, checking that it is a readable 8-bit image.
+
+  8-bit RGB PNGs are kept byte for byte. Other 8-bit (or lower) PNGs -- grey, palette, or with an alpha
+  channel that is fully opaque -- are converted to RGB losslessly and re-encoded. 16-bit PNGs and
+  transparent pixels are errors (no lossless uint8 RGB form).
+  """
+  try:
+    data = path.read_bytes()
+  except OSError as e:
+    raise InvalidDatasetError(f'Cannot read {path}: {e}') from e
+  if data[:8] != _PNG_SIGNATURE or data[12:16] != b'IHDR':
+    raise InvalidDatasetError(f'{path} is not a PNG file.')
+  bit_depth, color_type = data[24], data[25]
+  if bit_depth > 8:
+    raise InvalidDatasetError(f'{path} is a {bit_depth}-bit PNG; expected 8-bit RGB frames.')
+  try:
+    with Image.open(io.BytesIO(data)) as image:
+      image.load()
+      if color_type == _PNG_COLOR_TYPE_RGB and image.mode == 'RGB':
+        pixels = np.asarray(image) if with_pixels else None
+        width, height = image.size
+        return Frame(path, data, height, width, pixels)
+      rgba = np.asarray(image.convert('RGBA'))
+  except Exception as e:  # pylint: disable=broad-except  # Pillow raises many types on damaged files
+    raise InvalidDatasetError(f'{path} is unreadable or corrupt: {e}') from e
+  if not np.all(rgba[..., 3] == 255):
+    raise InvalidDatasetError(f'{path} has transparent pixels; expected opaque RGB frames.')
+  pixels = np.ascontiguousarray(rgba[..., :3])
+  return Frame(path, encode_png(pixels), pixels.shape[0], pixels.shape[1], pixels if with_pixels else None)
+
+
+PixelTransform = Callable[[np.ndarray], np.ndarray]
+
+
+def _read_pair(blur_path: epath.Path, sharp_path: epath.Path, sequence: str,
+               transform: PixelTransform | None) -> tuple[Frame, Frame]:
+  """Reads a blurry/sharp pair, checks they have one size, applies `transform` to both if given."""
+  blur = read_frame(blur_path, with_pixels=transform is not None)
+  sharp = read_frame(sharp_path, with_pixels=transform is not None)
+  if (blur.height, blur.width) != (sharp.height, sharp.width):
+    raise InvalidDatasetError(f'Sequence {sequence}: {blur_path} is {blur.size} but {sharp_path} is '
+                              f'{sharp.size}; a blurry frame and its sharp frame must have the same size.')
+  if transform is None:
+    return blur, sharp
+  out = []
+  for frame in (blur, sharp):
+    try:
+      pixels = transform(frame.pixels)
+    except ValueError as e:
+      raise InvalidDatasetError(f'{frame.path}: {e}') from e
+    out.append(Frame(frame.path, encode_png(pixels), pixels.shape[0], pixels.shape[1]))
+  return out[0], out[1]
+
+
+def default_workers() -> int:
+  """Threads for decoding / rendering: up to 4, never more than the machine's cores."""
+  return max(1, min(4, os.cpu_count() or 1))
+
+
+def ordered_prefetch(fn: Callable[..., _R], arg_tuples: Iterable[tuple[Any, ...]], workers: int
+                      ) -> Iterator[_R]:
+  """`fn(*args)` for each args, computed `workers` at a time in threads (Pillow's PNG decoding and
+  zlib release the GIL), yielded in order; at most `2 * workers` results wait in memory."""
+  arg_iter = iter(arg_tuples)
+  with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+    pending: collections.deque[concurrent.futures.Future[_R]] = collections.deque()
+
+    def submit_next() -> None:
+      args = next(arg_iter, None)
+      if args is not None:
+        pending.append(pool.submit(fn, *args))
+
+    try:
+      for _ in range(2 * workers):
+        submit_next()
+      while pending:
+        result = pending.popleft().result()
+        submit_next()
+        yield result
+    finally:  # on an error or an early close, do not start what is still queued
+      for future in pending:
+        future.cancel()
+
+
+def generate_frame_records(sequences: Sequence[FrameSequence], *, description: str,
+                           transform: PixelTransform | None = None, workers: int | None = None
+                           ) -> Iterator[tuple[int, dict[str, Any]]]:
+  """Yields (key, example) for every frame of `sequences`, in (sequence, frame) order, with a progress bar.
+
+  Checks every frame (readable PNG, 8-bit, opaque), that a blurry frame and its sharp frame have the same
+  size and that the size does not change inside a sequence; raises `InvalidDatasetError` naming the file.
+  `transform` (uint8 (H, W, 3) -> uint8 (h, w, 3)) is applied to both images of every pair.
+  """
+  total = sum(len(s) for s in sequences)
+  workers = workers or default_workers()
+  jobs = ((blur, sharp, seq.name, transform) for seq in sequences for blur, sharp in zip(seq.blur, seq.sharp))
+  index = 0
+  with contextlib.closing(ordered_prefetch(_read_pair, jobs, workers)) as pairs, \
+       tqdm.tqdm(total=total, desc=description, unit=' frames', mininterval=1.0) as progress:
+    for seq in sequences:
+      first: Frame | None = None
+      for frame_index in range(len(seq)):
+        blur, sharp = next(pairs)
+        if first is None:
+          first = blur
+        elif (blur.height, blur.width) != (first.height, first.width):
+          raise InvalidDatasetError(f'Sequence {seq.name}: frames of different sizes: {blur.path} is '
+                                    f'{blur.size} but {first.path} is {first.size}.')
+        yield record_key(index, total), make_example(seq.name, frame_index, len(seq), blur.png, sharp.png)
+        index += 1
+        progress.update(1)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Base builder.
+
+
+class PairedFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """Base of the builders that read a release's folder tree of blurry/sharp PNG frames.
+
+  Subclasses set `HOMEPAGE`, `VERSION`, `RELEASE_NOTES`, `MANUAL_DOWNLOAD_INSTRUCTIONS` and implement
+  `_find_sequences`; they may override `_pixel_transform`.
+  """
+
+  HOMEPAGE: str = ''
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return frame_dataset_info(self, self.HOMEPAGE)
+
+  @abc.abstractmethod
+  def _find_sequences(self, manual_dir: epath.Path) -> dict[str, list[FrameSequence]]:
+    """Scans the release under `manual_dir` -> {split: sequences in record order}; raises on bad layout."""
+
+  def _pixel_transform(self) -> PixelTransform | None:
+    """A transform applied to every frame (both images), or None to keep the release's PNGs as they are."""
+    return None
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    splits = self._find_sequences(epath.Path(dl_manager.manual_dir))
+    set_sequence_tables(self.info, {
+        split: build_sequence_table((s.name, len(s)) for s in sequences) for split, sequences in splits.items()
+    })
+    return {split: self._generate_examples(sequences, split) for split, sequences in splits.items()}
+
+  def _generate_examples(self, sequences: Sequence[FrameSequence], split: str):
+    config = f'/{self.builder_config.name}' if self.builder_config else ''
+    yield from generate_frame_records(sequences, description=f'{self.name}{config} {split}',
+                                      transform=self._pixel_transform())

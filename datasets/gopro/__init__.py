@@ -1,0 +1,3 @@
+"""GOPRO TFDS builder; importing this package registers `gopro`."""
+
+from datasets.gopro.gopro_dataset_builder import Builder

@@ -1,0 +1,79 @@
+"""Writes the builders' `dummy_data/` trees: tiny PNG frames in each release's real folder layout.
+
+  python -m datasets.make_dummy_data          # rewrites datasets/{bsd,gopro,reds}/dummy_data/
+
+Frames are 48x32 (W x H), smooth (so they compress to ~1 KB), distinct per file and deterministic. The
+layouts, frame counts and frame numbers are what the builder tests expect:
+  bsd    BSD_2ms16ms/{train: 000 (3 frames), 001 (4); valid: 000 (3); test: 000 (3)}, frames from 0
+  gopro  GOPRO_Large/{train: GOPR0372_07_00 (3, from 47), GOPR0374_11_00 (4, from 1); test:
+         GOPR0384_11_00 (3, from 98: 98, 99, 100)}, with blur, blur_gamma and sharp
+  reds   {train/train_blur + train/train_sharp: 000 (3), 001 (3); val/val_blur + val/val_sharp: 000 (3)}
+"""
+
+from collections.abc import Sequence
+import pathlib
+import shutil
+import zlib
+
+from absl import app
+import numpy as np
+from PIL import Image
+
+HEIGHT, WIDTH = 32, 48
+_HERE = pathlib.Path(__file__).parent
+
+
+def dummy_frame(key: str, height: int = HEIGHT, width: int = WIDTH) -> np.ndarray:
+  """A smooth, deterministic uint8 (height, width, 3) image (ramps plus a wave) that differs for every `key`."""
+  rng = np.random.default_rng(zlib.crc32(key.encode()))
+  y = np.linspace(0.0, 1.0, height)[:, None, None]
+  x = np.linspace(0.0, 1.0, width)[None, :, None]
+  base, ramp_y, ramp_x = rng.uniform(60, 195, 3), rng.uniform(-40, 40, 3), rng.uniform(-40, 40, 3)
+  frequency, phase = rng.uniform(1, 3, 3), rng.uniform(0, 2 * np.pi, 3)
+  image = base + ramp_y * y + ramp_x * x + 20 * np.sin(2 * np.pi * frequency * (x + y) + phase)
+  return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
+def _write(path: pathlib.Path, key: str) -> pathlib.Path:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  Image.fromarray(dummy_frame(key), 'RGB').save(path, format='PNG', optimize=True)
+  return path
+
+
+def write_bsd(root: pathlib.Path) -> list[pathlib.Path]:
+  layout = {'train': {'000': 3, '001': 4}, 'valid': {'000': 3}, 'test': {'000': 3}}
+  release = root / 'BSD_2ms16ms'
+  return [_write(release / split / seq / kind / 'RGB' / f'{i:08d}.png', f'bsd/{split}/{seq}/{kind}/{i}')
+          for split, seqs in layout.items() for seq, n in seqs.items()
+          for kind in ('Blur', 'Sharp') for i in range(n)]
+
+
+def write_gopro(root: pathlib.Path) -> list[pathlib.Path]:
+  layout = {'train': {'GOPR0372_07_00': (47, 3), 'GOPR0374_11_00': (1, 4)}, 'test': {'GOPR0384_11_00': (98, 3)}}
+  release = root / 'GOPRO_Large'
+  return [_write(release / split / seq / kind / f'{i:06d}.png', f'gopro/{split}/{seq}/{kind}/{i}')
+          for split, seqs in layout.items() for seq, (start, n) in seqs.items()
+          for kind in ('blur', 'blur_gamma', 'sharp') for i in range(start, start + n)]
+
+
+def write_reds(root: pathlib.Path) -> list[pathlib.Path]:
+  layout = {'train': {'000': 3, '001': 3}, 'val': {'000': 3}}
+  return [_write(root / split / f'{split}_{kind}' / seq / f'{i:08d}.png', f'reds/{split}/{seq}/{kind}/{i}')
+          for split, seqs in layout.items() for seq, n in seqs.items()
+          for kind in ('blur', 'sharp') for i in range(n)]
+
+
+WRITERS = {'bsd': write_bsd, 'gopro': write_gopro, 'reds': write_reds}
+
+
+def main(argv: Sequence[str]) -> None:
+  del argv
+  for name, writer in WRITERS.items():
+    root = _HERE / name / 'dummy_data'
+    shutil.rmtree(root, ignore_errors=True)
+    files = writer(root)
+    print(f'{root}: {len(files)} files, {sum(f.stat().st_size for f in files) / 1024:.0f} KiB')
+
+
+if __name__ == '__main__':
+  app.run(main)
