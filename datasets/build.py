@@ -105,21 +105,25 @@ def describe(builder: tfds.core.DatasetBuilder) -> str:
   return '\n'.join(lines)
 
 
-_DATASET = flags.DEFINE_string('dataset', None, '<name>[/<config>]: bsd/2ms16ms, gopro/blur_gamma_960x540, '
-                               'reds, synthetic_blur/small, ...', required=True)
-_DATA_DIR = flags.DEFINE_string('data_dir', None, 'Where to write the dataset (default: $TFDS_DATA_DIR or '
-                                '~/tensorflow_datasets). May be gs://.')
-_MANUAL_DIR = flags.DEFINE_string('manual_dir', None, 'Folder with the unzipped release (see the builder\'s '
-                                  'manual download instructions).')
-_OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Rebuild even if a complete dataset exists.')
+def define_flags() -> None:
+  """CLI flags; defined only when run as a program, so importing this module never touches absl's FLAGS."""
+  flags.DEFINE_string('dataset', None, '<name>[/<config>]: bsd/2ms16ms, gopro/blur_gamma_960x540, '
+                      'reds, synthetic_blur/small, ...', required=True)
+  flags.DEFINE_string('data_dir', None, 'Where to write the dataset (default: $TFDS_DATA_DIR or '
+                      '~/tensorflow_datasets). May be gs://.')
+  flags.DEFINE_string('manual_dir', None, 'Folder with the unzipped release (see the builder\'s '
+                      'manual download instructions).')
+  flags.DEFINE_bool('overwrite', False, 'Rebuild even if a complete dataset exists.')
 
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  builder = build(_DATASET.value, _DATA_DIR.value, _MANUAL_DIR.value, overwrite=_OVERWRITE.value)
+  f = flags.FLAGS
+  builder = build(f.dataset, f.data_dir, f.manual_dir, overwrite=f.overwrite)
   print(describe(builder))
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

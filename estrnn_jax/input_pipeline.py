@@ -1,0 +1,403 @@
+"""Grain input pipelines over the TFDS frame datasets (BSD, GOPRO, REDS, synthetic_blur).
+
+The datasets store one ArrayRecord record per frame, in (sequence, frame) order, with a per-split sequence
+table in their metadata (`datasets.common.sequence_table`), so both pipelines find their frames without
+reading any image and decode exactly the frames they use.
+
+Training (`create_train_iterator`): every window of `frames` consecutive frames inside one sequence is an
+example (a sequence of length L gives L - frames + 1 windows; windows never cross a sequence boundary). An
+epoch visits every window once, in an order reshuffled every epoch; each window gets one random crop and
+random horizontal and vertical flips (p = 0.5 each) shared by all its frames and by blur and sharp (the
+reference's augmentation). Batches are `{'blur': (B, T, h, w, 3), 'sharp': (B, T - past - future, h, w, 3)}`
+float32 in [-0.5, 0.5], the targets being the centre frames `[past : T - future]`.
+
+Multi-host: the shuffled, augmented stream of windows is global (its order and crops depend only on the
+seed); process `p` of `n` takes windows `p, p + n, p + 2n, ...` of it, so the union of the per-process
+batches of step `s` is always the global batch `s`, whatever the number of processes. The iterator is
+checkpointable: its state is the index of the next batch (`{'next_batch': k, ...}`, JSON), valid whatever
+the number of worker processes; with Orbax::
+
+  ckpt_args = ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                 data_iter=grain.checkpoint.CheckpointSave(train_iter))
+  ...  # restore with grain.checkpoint.CheckpointRestore(train_iter) (restores it in place)
+
+Evaluation (`iterate_sequences`): whole sequences in order as uint8 arrays, optionally sharded over
+processes, decoding the next sequence in background threads while the caller works on the current one.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterator, Sequence
+import concurrent.futures
+import dataclasses
+import io
+import os
+from typing import Any
+
+from absl import logging
+import grain
+import jax
+import numpy as np
+from PIL import Image
+import tensorflow_datasets as tfds
+
+from estrnn_jax import images
+
+# A sequence table row: (name, index of its first record in the split, number of frames).
+SequenceRow = tuple[str, int, int]
+
+# Per-thread decoding batch for evaluation: frames decoded together by one thread.
+_EVAL_CHUNK_FRAMES = 8
+
+
+def register_builders() -> None:
+  """Imports the project's TFDS builders so that `tfds.builder('bsd/2ms16ms')` etc. find them."""
+  # pylint: disable=g-import-not-at-top,unused-import
+  import datasets.bsd
+  import datasets.gopro
+  import datasets.reds
+  import datasets.synthetic_blur
+  # pylint: enable=g-import-not-at-top,unused-import
+
+
+def load_builder(dataset: str, data_dir: str | os.PathLike[str] | None) -> tfds.core.DatasetBuilder:
+  """The prepared TFDS builder for `dataset` (e.g. 'bsd/2ms16ms') under `data_dir` (None: TFDS's default).
+
+  Raises FileNotFoundError, naming the folder searched, when the dataset has not been built there.
+  """
+  register_builders()
+  builder = tfds.builder(dataset, data_dir=None if data_dir is None else os.fspath(data_dir))
+  if not builder.is_prepared():
+    raise FileNotFoundError(
+        f'Dataset {dataset!r} is not prepared in {builder.data_dir} (no dataset_info.json there). Build it '
+        f'first with `python -m datasets.build --dataset {dataset} --data_dir <dir>` (see datasets/).')
+  return builder
+
+
+def _data_source(builder: tfds.core.DatasetBuilder, split: str):
+  """The split's frame records, images left as PNG bytes (decoded by `_decode_frame`)."""
+  if split not in builder.info.splits:
+    raise ValueError(f'Dataset {builder.info.full_name} in {builder.data_dir} has no split {split!r} '
+                     f'(splits: {sorted(builder.info.splits)}).')
+  skip = tfds.decode.SkipDecoding()
+  return builder.as_data_source(split=split, decoders={'blur': skip, 'sharp': skip})
+
+
+def _decode_frame(png: bytes, what: str) -> np.ndarray:
+  """PNG bytes -> uint8 (H, W, 3) RGB (Pillow; releases the GIL, so threads decode in parallel)."""
+  try:
+    with Image.open(io.BytesIO(png)) as image:
+      if image.mode != 'RGB':
+        raise ValueError(f'mode {image.mode}, expected RGB')
+      return np.asarray(image)
+  except Exception as e:  # pylint: disable=broad-except  # Pillow raises many types on damaged data
+    raise ValueError(f'Cannot decode {what}: {e}') from e
+
+
+def list_sequences(*, dataset: str, data_dir: str | os.PathLike[str] | None, split: str) -> list[SequenceRow]:
+  """The split's sequences in record order: [(name, first_record_index, length), ...]; reads no image."""
+  import datasets.common  # pylint: disable=g-import-not-at-top
+  return datasets.common.sequence_table(load_builder(dataset, data_dir), split)
+
+
+def window_starts(table: Sequence[SequenceRow], frames: int, *, where: str = 'the dataset') -> np.ndarray:
+  """Record index of the first frame of every `frames`-frame window inside one sequence: (num_windows,) int64.
+
+  Raises ValueError naming the sequences shorter than `frames`, or when there is no window at all.
+  """
+  if frames < 1:
+    raise ValueError(f'frames must be >= 1, got {frames}')
+  short = [(name, length) for name, _, length in table if length < frames]
+  if short:
+    listed = ', '.join(f'{name!r} ({length} frames)' for name, length in short[:10])
+    more = f' and {len(short) - 10} more' if len(short) > 10 else ''
+    raise ValueError(f'{len(short)} sequence(s) of {where} are shorter than frames={frames}: {listed}{more}. '
+                     'Use fewer frames per window or drop those sequences.')
+  starts = [np.arange(first, first + length - frames + 1) for _, first, length in table]
+  if not starts or sum(len(s) for s in starts) == 0:
+    raise ValueError(f'No window of {frames} frames fits in {where}: it has no sequences.')
+  return np.concatenate(starts).astype(np.int64)
+
+
+def _record_name(value: Any) -> str:
+  return value.decode('utf-8') if isinstance(value, bytes) else str(value)
+
+
+def _decode_records(records: Sequence[dict[str, Any]], name: str, first_frame: int, where: str
+                    ) -> tuple[np.ndarray, np.ndarray]:
+  """Checks that `records` are frames first_frame, first_frame + 1, ... of sequence `name` and decodes
+  them -> (blur, sharp) uint8 (len(records), H, W, 3)."""
+  blur, sharp = [], []
+  for offset, record in enumerate(records):
+    found = (_record_name(record['sequence']), int(record['frame_index']))
+    if found != (name, first_frame + offset):
+      raise ValueError(
+          f'{where}: expected frame {first_frame + offset} of sequence {name!r} but the record holds frame '
+          f'{found[1]} of sequence {found[0]!r}; the dataset\'s records do not match its sequence table '
+          '(rebuild the dataset).')
+    what = f'frame {found[1]} of sequence {name!r} of {where}'
+    blur.append(_decode_frame(record['blur'], f'the blurry {what}'))
+    sharp.append(_decode_frame(record['sharp'], f'the sharp {what}'))
+    if blur[-1].shape != sharp[-1].shape or blur[-1].shape != blur[0].shape:
+      raise ValueError(f'{what}: frame sizes differ inside the sequence or between blurry and sharp '
+                       f'({blur[-1].shape}, {sharp[-1].shape}, first frame {blur[0].shape}).')
+  return np.stack(blur), np.stack(sharp)
+
+
+class WindowSource(grain.sources.RandomAccessDataSource):
+  """Random access to `frames`-frame windows: element i = {'blur', 'sharp': uint8 (T, H, W, 3), 'sequence'}.
+
+  Reads and decodes exactly the window's T records.
+  """
+
+  def __init__(self, frame_source, table: Sequence[SequenceRow], frames: int, where: str):
+    self._source = frame_source
+    self._frames = frames
+    self._where = where
+    self._starts = window_starts(table, frames, where=where)
+    # For each window: its sequence's row (for names in checks and errors).
+    lengths = np.array([length - frames + 1 for _, _, length in table])
+    self._sequence_of_window = np.repeat(np.arange(len(table)), lengths)
+    self._table = list(table)
+
+  def __len__(self) -> int:
+    return len(self._starts)
+
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    start = int(self._starts[index])
+    name, first, _ = self._table[self._sequence_of_window[index]]
+    records = self._source.__getitems__(list(range(start, start + self._frames)))
+    blur, sharp = _decode_records(records, name, start - first, self._where)
+    return {'blur': blur, 'sharp': sharp, 'sequence': name}
+
+  def __repr__(self) -> str:
+    return f'WindowSource({self._where}, frames={self._frames}, windows={len(self)})'
+
+
+@dataclasses.dataclass(frozen=True)
+class CropFlipNormalise(grain.transforms.RandomMap):
+  """One random crop and random h/v flips for a whole window; uint8 -> float32 [-0.5, 0.5]; centre targets.
+
+  Input: {'blur', 'sharp': uint8 (T, H, W, 3), 'sequence': name}. Output: {'blur': (T, c, c, 3),
+  'sharp': (T - past - future, c, c, 3)} float32, c = crop_size (None: the full H x W frame).
+  """
+  crop_size: int | None
+  past_frames: int
+  future_frames: int
+
+  def random_map(self, element: dict[str, Any], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    blur, sharp = element['blur'], element['sharp']
+    num_frames, height, width, _ = blur.shape
+    if self.crop_size is not None:
+      if self.crop_size > height or self.crop_size > width:
+        raise ValueError(f'crop_size={self.crop_size} is larger than the {height}x{width} frames of sequence '
+                         f'{element["sequence"]!r}.')
+      y = int(rng.integers(0, height - self.crop_size + 1))
+      x = int(rng.integers(0, width - self.crop_size + 1))
+      blur = blur[:, y:y + self.crop_size, x:x + self.crop_size]
+      sharp = sharp[:, y:y + self.crop_size, x:x + self.crop_size]
+    if rng.random() < 0.5:  # horizontal flip
+      blur, sharp = blur[:, :, ::-1], sharp[:, :, ::-1]
+    if rng.random() < 0.5:  # vertical flip
+      blur, sharp = blur[:, ::-1], sharp[:, ::-1]
+    sharp = sharp[self.past_frames:num_frames - self.future_frames]
+    return {'blur': images.from_uint8(blur), 'sharp': images.from_uint8(sharp)}
+
+
+def _read_options(num_workers: int) -> grain.ReadOptions:
+  """Threads per process sized for the host (grain's default, 16 threads and 500 buffered elements, is
+  made for small records and oversubscribes small machines); buffers are counted in batches here."""
+  cpus = os.cpu_count() or 1
+  threads = max(1, min(8, cpus // max(1, num_workers)))
+  return grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2 * threads)
+
+
+class TrainIterator(grain.DatasetIterator):
+  """Endless training batches with a small, portable state: `{'next_batch': k, 'pipeline': {...}}`.
+
+  Batch k of this process is a pure function of (dataset, seed, k, ...), so the state is just k: restoring
+  works whatever the number of worker processes or threads of the saving and the restoring run.
+  `pipeline` records the settings that define the stream; restoring a state saved with other settings
+  logs a warning (the stream continues at batch k of the new settings). A `grain.DatasetIterator`, so
+  `grain.checkpoint.CheckpointSave/CheckpointRestore` save it with Orbax as JSON.
+  """
+
+  def __init__(self, batches: grain.MapDataset, read_options: grain.ReadOptions, num_workers: int,
+               pipeline: dict[str, Any]):
+    super().__init__()
+    self._batches = batches
+    self._read_options = read_options
+    self._num_workers = num_workers
+    self._pipeline = pipeline
+    self._next_batch = 0
+    self._inner: grain.DatasetIterator | None = None  # started lazily, at the current position
+
+  def _start(self) -> grain.DatasetIterator:
+    if self._inner is None:
+      ds = self._batches[self._next_batch:].to_iter_dataset(self._read_options)
+      if self._num_workers:
+        ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=self._num_workers, per_worker_buffer_size=2))
+      self._inner = iter(ds)
+    return self._inner
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    self._assert_not_closed()
+    batch = next(self._start())
+    self._next_batch += 1
+    return batch
+
+  def get_state(self) -> dict[str, Any]:
+    return {'next_batch': self._next_batch, 'pipeline': dict(self._pipeline)}
+
+  def set_state(self, state: dict[str, Any]) -> None:
+    if 'next_batch' not in state:
+      raise ValueError(f'Not a training input pipeline state (no "next_batch"): {str(state)[:200]}')
+    saved = state.get('pipeline', {})
+    changed = {k: (saved.get(k), v) for k, v in self._pipeline.items() if saved.get(k) != v}
+    if changed:
+      logging.warning('Restoring the data iterator from a run with other pipeline settings (saved, now): %s. '
+                      'The data stream continues at batch %d of the new settings.', changed, state['next_batch'])
+    self._stop_inner()
+    self._next_batch = int(state['next_batch'])
+
+  def start_prefetch(self) -> None:
+    self._start().start_prefetch()
+
+  def _stop_inner(self) -> None:
+    if self._inner is not None:
+      self._inner.close()
+      self._inner = None
+
+  def close(self) -> None:
+    self._stop_inner()
+    super().close()
+
+
+def _resolve_shard(shard_index: int | None, shard_count: int | None) -> tuple[int, int]:
+  if (shard_index is None) != (shard_count is None):
+    raise ValueError('Give both shard_index and shard_count, or neither (then: this JAX process).')
+  if shard_index is None:
+    return jax.process_index(), jax.process_count()
+  if not 0 <= shard_index < shard_count:
+    raise ValueError(f'shard_index={shard_index} must be in [0, shard_count={shard_count}).')
+  return shard_index, shard_count
+
+
+def create_train_iterator(*, dataset: str, data_dir: str | os.PathLike[str] | None, split: str,
+                          global_batch_size: int, frames: int, past_frames: int, future_frames: int,
+                          crop_size: int | None, seed: int, num_workers: int = 0, shard_index: int | None = None,
+                          shard_count: int | None = None) -> TrainIterator:
+  """An endless, shuffled, augmented, checkpointable iterator of training batches for this process.
+
+  Args:
+    dataset: TFDS name, e.g. 'bsd/2ms16ms' or 'synthetic_blur/small'.
+    data_dir: where the dataset was built (None: TFDS's default).
+    split: a whole split name, e.g. 'train'.
+    global_batch_size: windows per step over all processes; must be divisible by shard_count.
+    frames: frames per window (T).
+    past_frames, future_frames: frames without a target at the start / end of each window.
+    crop_size: side of the square random crop; None keeps full frames.
+    seed: fixes the window order and the augmentation (0 <= seed < 2**32).
+    num_workers: worker processes for reading and decoding (0: threads in this process only).
+    shard_index, shard_count: this process's shard; default jax.process_index() / jax.process_count().
+
+  Returns:
+    A `TrainIterator` (a grain `DatasetIterator`: get_state/set_state, close) yielding
+    {'blur': float32 (b, T, h, w, 3), 'sharp': float32 (b, T - past - future, h, w, 3)} in [-0.5, 0.5],
+    b = global_batch_size // shard_count.
+  """
+  shard_index, shard_count = _resolve_shard(shard_index, shard_count)
+  if global_batch_size < 1 or global_batch_size % shard_count:
+    raise ValueError(f'global_batch_size={global_batch_size} must be a positive multiple of the number of '
+                     f'processes/shards ({shard_count}).')
+  if past_frames < 0 or future_frames < 0 or past_frames + future_frames >= frames:
+    raise ValueError(f'frames={frames} leaves no target frame with past_frames={past_frames} and '
+                     f'future_frames={future_frames}.')
+  if crop_size is not None and crop_size < 1:
+    raise ValueError(f'crop_size must be positive or None, got {crop_size}')
+  if not 0 <= seed < 2**32:
+    raise ValueError(f'seed must be in [0, 2**32), got {seed}')
+  if num_workers < 0:
+    raise ValueError(f'num_workers must be >= 0, got {num_workers}')
+
+  import datasets.common  # pylint: disable=g-import-not-at-top
+  builder = load_builder(dataset, data_dir)
+  where = f'{dataset} split {split!r} in {builder.data_dir}'
+  frame_source = _data_source(builder, split)
+  table = datasets.common.sequence_table(builder, split)
+  windows = WindowSource(frame_source, table, frames, where)
+  if crop_size is not None:  # fail fast on the first frame rather than inside a worker
+    height, width, _ = _decode_frame(frame_source[table[0][1]]['blur'], f'the first frame of {where}').shape
+    if crop_size > height or crop_size > width:
+      raise ValueError(f'crop_size={crop_size} is larger than the {height}x{width} frames of {where}.')
+  batch_size = global_batch_size // shard_count
+  logging.info('Training windows: %d of %d frames from %d sequences of %s; batch %d per process (%d of %d).',
+               len(windows), frames, len(table), where, batch_size, shard_index, shard_count)
+
+  ds = grain.MapDataset.source(windows).seed(seed)
+  ds = ds.shuffle().repeat()  # a new order every epoch
+  ds = ds.random_map(CropFlipNormalise(crop_size, past_frames, future_frames))
+  ds = ds[shard_index::shard_count]
+  ds = ds.batch(batch_size, drop_remainder=True)
+  pipeline = {'dataset': dataset, 'split': split, 'global_batch_size': global_batch_size, 'frames': frames,
+              'past_frames': past_frames, 'future_frames': future_frames, 'crop_size': crop_size, 'seed': seed,
+              'shard_index': shard_index, 'shard_count': shard_count}
+  return TrainIterator(ds, _read_options(num_workers), num_workers, pipeline)
+
+
+def iterate_sequences(*, dataset: str, data_dir: str | os.PathLike[str] | None, split: str, shard_index: int = 0,
+                      shard_count: int = 1, max_sequences: int | None = None
+                      ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+  """Whole sequences in record order: yields (name, blur uint8 (T, H, W, 3), sharp uint8 (T, H, W, 3)).
+
+  Takes the first `max_sequences` sequences of the split (None: all), then every `shard_count`-th of them
+  starting at `shard_index`. Normalise with `estrnn_jax.images.from_uint8`. Errors (missing dataset, bad
+  split or shard) are raised by this call, before iteration starts.
+  """
+  if not 0 <= shard_index < shard_count:
+    raise ValueError(f'shard_index={shard_index} must be in [0, shard_count={shard_count}).')
+  if max_sequences is not None and max_sequences < 1:
+    raise ValueError(f'max_sequences must be positive or None, got {max_sequences}')
+  import datasets.common  # pylint: disable=g-import-not-at-top
+  builder = load_builder(dataset, data_dir)
+  where = f'{dataset} split {split!r} in {builder.data_dir}'
+  frame_source = _data_source(builder, split)
+  table = datasets.common.sequence_table(builder, split)
+  selected = table[:max_sequences][shard_index::shard_count]
+  return _sequences(frame_source, selected, where)
+
+
+def _read_frames(frame_source, name: str, first: int, start: int, stop: int, where: str
+                 ) -> tuple[np.ndarray, np.ndarray]:
+  records = frame_source.__getitems__(list(range(first + start, first + stop)))
+  return _decode_records(records, name, start, where)
+
+
+def _sequences(frame_source, table: Sequence[SequenceRow], where: str
+               ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+  """Decodes sequences in chunks on a thread pool, one sequence ahead of the consumer."""
+  threads = max(1, min(8, os.cpu_count() or 1))
+  with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
+
+    def submit(row: SequenceRow):
+      name, first, length = row
+      return row, [pool.submit(_read_frames, frame_source, name, first, start,
+                               min(start + _EVAL_CHUNK_FRAMES, length), where)
+                   for start in range(0, length, _EVAL_CHUNK_FRAMES)]
+
+    rows = iter(table)
+    first_row = next(rows, None)
+    pending = collections.deque([submit(first_row)] if first_row is not None else [])
+    try:
+      while pending:
+        (name, _, _), chunks = pending.popleft()
+        next_row = next(rows, None)
+        if next_row is not None:
+          pending.append(submit(next_row))
+        parts = [chunk.result() for chunk in chunks]
+        yield name, np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    finally:  # early exit: do not decode what nobody will read
+      for _, chunks in pending:
+        for chunk in chunks:
+          chunk.cancel()
