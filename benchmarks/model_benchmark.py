@@ -1,0 +1,261 @@
+r"""Throughput of ESTRNN inference (offline clips and streaming) and of the training step.
+
+  python -m benchmarks.model_benchmark                                   # a backend-appropriate default subset
+  python -m benchmarks.model_benchmark --models B15C80 --sizes 256x256 --dtypes float32 --modes offline
+  python -m benchmarks.model_benchmark --models B15C80,B9C60 --sizes 256x256,480x640,720x1280 \
+      --dtypes float32,bfloat16 --modes offline,streaming,train --json results.jsonl
+
+Modes (all on one device):
+  offline    `ESTRNN.__call__` on `--batch` clips of `--frames` frames (the reference's protocol: a 10-frame clip
+             gives 6 output frames); per *output* frame.
+  streaming  `inference.StreamingDeblurrer` (one frame per call, `--group_size` frames per jitted call); per
+             frame, in steady state (the first `future + group_size` pushes are warm-up).
+  video      `inference.deblur_video` on a `--frames` clip: every frame out (edges padded), 4 frames per jitted
+             call; per frame.
+  train      one `train.train_step` (forward, backward, Adam) on `--train_batch` windows of `--train_frames`
+             frames; per output frame of the batch, and steps/s.
+
+Timing: the jitted function is compiled ahead of time (reported as compile time), run `--warmup` times, then
+`--repeats` times with `block_until_ready`; the median is reported. FLOP/s counts 2 x the true MACs per frame of
+`estrnn_jax.profile` (the paper's layers, transposed convs at their real cost; a training step counts 3x the
+forward), and utilisation is against the device's peak where it is known (accelerators; not CPUs).
+
+Defaults: on CPU, B15C80 and B9C60 at 256x256, float32, offline + streaming (the full matrix at 720p on a small
+CPU takes hours); on GPU/TPU, the full matrix.
+"""
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from typing import Any, Callable
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from estrnn_jax import inference
+from estrnn_jax import jit_utils
+from estrnn_jax import model as model_lib
+from estrnn_jax import profile
+
+# The paper's names -> (n_features, n_blocks); the paper's channel count is 5 * n_features.
+MODELS = {'B15C80': (16, 15), 'B9C60': (12, 9), 'B9C80': (16, 9), 'tiny': (4, 2)}
+
+# Dense peak FLOP/s per device (bf16, float32-as-executed by XLA's default precision: TF32 on NVIDIA Ampere+,
+# bf16 passes on TPU), from the vendors' data sheets. Matched against `device.device_kind` by substring.
+PEAK_FLOPS = (
+    ('H200', 989e12, 494e12),
+    ('H100', 989e12, 494e12),
+    ('A100', 312e12, 156e12),
+    ('L4', 121e12, 60e12),
+    ('TPU v6', 918e12, 918e12),
+    ('TPU v5 lite', 197e12, 197e12),
+    ('TPU v5e', 197e12, 197e12),
+    ('TPU v5', 459e12, 459e12),
+    ('TPU v4', 275e12, 275e12),
+)
+
+_MODELS = flags.DEFINE_list('models', None, f'Models to run, from {sorted(MODELS)}. Default: B15C80,B9C60.')
+_SIZES = flags.DEFINE_list('sizes', None, 'Frame sizes HxW. Default: 256x256 on CPU; 256x256,480x640,720x1280 '
+                           'on accelerators.')
+_DTYPES = flags.DEFINE_list('dtypes', None, 'Compute dtypes. Default: float32 on CPU; float32,bfloat16 else.')
+_MODES = flags.DEFINE_list('modes', None, 'offline, streaming, video, train. Default: offline,streaming on CPU; '
+                           'all four on accelerators.')
+_FRAMES = flags.DEFINE_integer('frames', 10, 'Offline: frames per clip.')
+_BATCH = flags.DEFINE_integer('batch', 1, 'Offline: clips per call.')
+_STREAM_FRAMES = flags.DEFINE_integer('stream_frames', 8, 'Streaming: timed frames per repeat.')
+_GROUP = flags.DEFINE_integer('group_size', 1, 'Streaming: frames per jitted call.')
+_TRAIN_BATCH = flags.DEFINE_integer('train_batch', None, 'Train: windows per step (default 1 on CPU, 8 else).')
+_TRAIN_FRAMES = flags.DEFINE_integer('train_frames', 8, 'Train: frames per window (the reference: 8).')
+_WARMUP = flags.DEFINE_integer('warmup', 1, 'Untimed runs after compilation.')
+_REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed runs; the median is reported.')
+_JSON = flags.DEFINE_string('json', None, 'Also append one JSON line per result to this file ("-": stdout).')
+
+
+def machine_info() -> dict[str, Any]:
+  """The machine, backend and software versions, for the report."""
+  device = jax.devices()[0]
+  cpu = platform.processor() or platform.machine()
+  try:
+    with open('/proc/cpuinfo') as f:
+      cpu = next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
+  except (OSError, StopIteration):
+    pass
+  return {
+      'backend': jax.default_backend(), 'device': device.device_kind, 'num_devices': jax.device_count(),
+      'cpu': cpu, 'cpu_count': os.cpu_count(), 'jax': jax.__version__, 'python': platform.python_version(),
+      'xla_cpu_options': jit_utils.cpu_compiler_options(),
+  }
+
+
+def peak_flops(device_kind: str, dtype: str) -> float | None:
+  for name, bf16, f32 in PEAK_FLOPS:
+    if name.lower() in device_kind.lower():
+      return bf16 if dtype == 'bfloat16' else f32
+  return None
+
+
+def _timed(fn: Callable[[], Any], warmup: int, repeats: int) -> list[float]:
+  for _ in range(warmup):
+    jax.block_until_ready(fn())
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return times
+
+
+def _compile(fn, *args, **jit_kwargs):
+  """AOT-compiles `fn` for `args`; returns (compiled, seconds)."""
+  start = time.perf_counter()
+  compiled = jax.jit(fn, compiler_options=jit_utils.cpu_compiler_options(), **jit_kwargs).lower(*args).compile()
+  return compiled, time.perf_counter() - start
+
+
+def bench_offline(model, variables, height, width, rng):
+  frames = jnp.asarray(rng.uniform(-0.5, 0.5, (_BATCH.value, _FRAMES.value, height, width, 3)), jnp.float32)
+  compiled, compile_s = _compile(model.apply, variables, frames)
+  times = _timed(lambda: compiled(variables, frames), _WARMUP.value, _REPEATS.value)
+  outputs = _BATCH.value * (_FRAMES.value - model.past_frames - model.future_frames)
+  return statistics.median(times) / outputs, compile_s, {'clip_frames': _FRAMES.value, 'batch': _BATCH.value,
+                                                          'output_frames_per_call': outputs}
+
+
+def bench_streaming(model, variables, height, width, rng):
+  group = _GROUP.value
+  frames = rng.uniform(-0.5, 0.5, (_STREAM_FRAMES.value, height, width, 3)).astype(np.float32)
+  deblurrer = inference.StreamingDeblurrer(model, variables, group_size=group)
+  start = time.perf_counter()
+  deblurrer.push(frames[:group])  # compiles
+  compile_s = time.perf_counter() - start
+  for _ in range(model.future_frames + _WARMUP.value * group):   # fill the window; outputs flow from here on
+    deblurrer.push(frames[0])
+
+  def run():
+    return deblurrer.push(frames)   # push() returns host arrays, so the work has finished
+
+  times = _timed(run, 0, _REPEATS.value)
+  deblurrer.flush()
+  return statistics.median(times) / len(frames), compile_s, {'group_size': group,
+                                                             'note': 'compile_s includes the first call'}
+
+
+def bench_video(model, variables, height, width, rng):
+  frames = rng.uniform(-0.5, 0.5, (_FRAMES.value, height, width, 3)).astype(np.float32)
+  group = min(4, len(frames))
+  start = time.perf_counter()
+  inference.deblur_video(model, variables, frames[:group], group_size=group)   # compiles
+  compile_s = time.perf_counter() - start
+  times = _timed(lambda: inference.deblur_video(model, variables, frames, group_size=group),
+                 _WARMUP.value, _REPEATS.value)
+  return statistics.median(times) / len(frames), compile_s, {'clip_frames': len(frames), 'group_size': group,
+                                                             'note': 'compile_s includes the first call'}
+
+
+def bench_train(model, variables, height, width, rng):
+  from configs import default as default_config  # pylint: disable=g-import-not-at-top
+  from estrnn_jax import losses  # pylint: disable=g-import-not-at-top
+  from estrnn_jax import sharding  # pylint: disable=g-import-not-at-top
+  from estrnn_jax import train  # pylint: disable=g-import-not-at-top
+  del variables
+  config = default_config.get_config()
+  batch_size = _TRAIN_BATCH.value or (1 if jax.default_backend() == 'cpu' else 8)
+  frames = _TRAIN_FRAMES.value
+  schedule = train.create_learning_rate_schedule(config)
+  tx = train.create_optimizer(config, schedule)
+  mesh = sharding.make_mesh(jax.devices()[:1])
+  state, _ = train.create_train_state(model, tx, mesh, jax.random.key(0))
+  outputs = frames - model.past_frames - model.future_frames
+  batch = {'blur': jnp.asarray(rng.uniform(-0.5, 0.5, (batch_size, frames, height, width, 3)), jnp.float32),
+           'sharp': jnp.asarray(rng.uniform(-0.5, 0.5, (batch_size, outputs, height, width, 3)), jnp.float32)}
+  step = lambda s, b: train.train_step(s, b, model=model, tx=tx, loss_fn=losses.get_loss_fn(config.loss),
+                                       schedule=schedule)
+  compiled, compile_s = _compile(step, state, batch, donate_argnums=(0,))
+  holder = {'state': state}
+
+  def run():
+    holder['state'], metrics = compiled(holder['state'], batch)
+    return metrics
+
+  times = _timed(run, _WARMUP.value, _REPEATS.value)
+  step_s = statistics.median(times)
+  return step_s / (batch_size * outputs), compile_s, {'train_batch': batch_size, 'train_frames': frames,
+                                                      'steps_per_s': 1.0 / step_s}
+
+
+BENCHES = {'offline': bench_offline, 'streaming': bench_streaming, 'video': bench_video, 'train': bench_train}
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+  try:
+    height, width = (int(v) for v in text.lower().split('x'))
+  except ValueError:
+    raise app.UsageError(f'--sizes: expected HxW such as 480x640, got {text!r}.') from None
+  return height, width
+
+
+def main(argv: list[str]) -> None:
+  del argv
+  on_cpu = jax.default_backend() == 'cpu'
+  models = _MODELS.value or ['B15C80', 'B9C60']
+  sizes = [_parse_size(s) for s in (_SIZES.value or (['256x256'] if on_cpu else
+                                                     ['256x256', '480x640', '720x1280']))]
+  dtypes = _DTYPES.value or (['float32'] if on_cpu else ['float32', 'bfloat16'])
+  modes = _MODES.value or (['offline', 'streaming'] if on_cpu else list(BENCHES))
+  for name, known in (('models', MODELS), ('modes', BENCHES), ('dtypes', ('float32', 'bfloat16'))):
+    unknown = [v for v in {'models': models, 'modes': modes, 'dtypes': dtypes}[name] if v not in known]
+    if unknown:
+      raise app.UsageError(f'--{name}: unknown {unknown}; choose from {sorted(known)}.')
+
+  info = machine_info()
+  print(f"Machine: {info['device']} x{info['num_devices']} ({info['backend']}); CPU {info['cpu']}, "
+        f"{info['cpu_count']} cores; jax {info['jax']}; XLA CPU options {info['xla_cpu_options'] or 'none'}")
+  if on_cpu and not _MODELS.value and not _SIZES.value:
+    print('(CPU: default subset B15C80/B9C60 at 256x256, float32, offline + streaming; pass --sizes/--dtypes/'
+          '--modes for more.)')
+  header = f"{'model':8} {'size':>9} {'dtype':8} {'mode':9} {'frames/s':>9} {'ms/frame':>9} {'compile s':>9} " \
+           f"{'GFLOP/s':>9} {'util':>6}"
+  print(header)
+  print('-' * len(header))
+  rng = np.random.default_rng(0)
+  json_file = None
+  if _JSON.value and _JSON.value != '-':
+    json_file = open(_JSON.value, 'a')  # pylint: disable=consider-using-with
+  try:
+    for name in models:
+      n_features, n_blocks = MODELS[name]
+      for height, width in sizes:
+        base = model_lib.ESTRNN(n_features=n_features, n_blocks=n_blocks)
+        variables = base.init(jax.random.key(0), jnp.zeros((1, base.num_frames, 8, 8, 3)))
+        _, true_macs, _ = profile.layer_macs(base, height + (-height % 4), width + (-width % 4))
+        for dtype in dtypes:
+          model = base.clone(dtype=jnp.dtype(dtype))
+          for mode in modes:
+            seconds, compile_s, extra = BENCHES[mode](model, variables, height, width, rng)
+            flops = 2 * true_macs * (3 if mode == 'train' else 1) / seconds
+            peak = peak_flops(info['device'], dtype)
+            util = flops / peak if peak else None
+            print(f'{name:8} {f"{height}x{width}":>9} {dtype:8} {mode:9} {1 / seconds:9.2f} {1e3 * seconds:9.1f} '
+                  f'{compile_s:9.1f} {flops / 1e9:9.1f} {f"{100 * util:.1f}%" if util else "n/a":>6}', flush=True)
+            record = {**info, 'model': name, 'n_features': n_features, 'n_blocks': n_blocks, 'height': height,
+                      'width': width, 'dtype': dtype, 'mode': mode, 'frames_per_s': 1 / seconds,
+                      'ms_per_frame': 1e3 * seconds, 'compile_s': compile_s, 'true_macs_per_frame': true_macs,
+                      'flops_per_s': flops, 'peak_flops_per_s': peak, 'utilization': util,
+                      'repeats': _REPEATS.value, **extra}
+            if _JSON.value == '-':
+              print(json.dumps(record))
+            elif json_file:
+              json_file.write(json.dumps(record) + '\n')
+  finally:
+    if json_file:
+      json_file.close()
+
+
+if __name__ == '__main__':
+  sys.exit(app.run(main))

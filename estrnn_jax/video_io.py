@@ -1,0 +1,410 @@
+"""Video files and frame folders in and out, as uint8 RGB frames (H, W, 3), for `estrnn_jax.deblur`.
+
+Reading: any container/codec PyAV's bundled FFmpeg decodes (mp4, mov, mkv, avi, webm, ...), or a folder of
+PNG/JPEG frames sorted numerically (`2.png` before `10.png`). Frames are decoded lazily, so memory does not
+grow with the video's length.
+
+Writing: videos (`.mp4`, `.mov`, `.mkv`, `.avi`) are H.264 via libx264 when PyAV's FFmpeg has it (it does in
+the PyPI wheels), else MPEG-4 Part 2. H.264 4:2:0 cannot represent odd widths or heights (its chroma is
+subsampled 2x2, and so is its cropping), so odd-sized videos are written as H.264 4:4:4 (`yuv444p`, a
+"High 4:4:4" stream that FFmpeg, VLC and most desktop players play; some browsers do not): the output keeps the
+input size exactly, never padded. Frame folders are written as PNG (lossless). The frame rate and the display
+rotation of a video input are carried over to a video output.
+
+Every writer writes to a temporary name next to the destination and moves it into place only in `commit()`,
+so an interrupted or failed run never leaves an output that looks complete. `abort()` removes the temporary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fractions
+import os
+import pathlib
+import re
+import shutil
+import uuid
+from collections.abc import Iterator, Sequence
+
+import av
+import numpy as np
+from PIL import Image
+
+VIDEO_SUFFIXES = ('.mp4', '.mov', '.mkv', '.avi', '.webm', '.m4v')
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
+WRITABLE_VIDEO_SUFFIXES = ('.mp4', '.mov', '.mkv', '.avi')
+DEFAULT_FOLDER_FPS = fractions.Fraction(30)
+
+
+class VideoIOError(Exception):
+  """A video or frame folder cannot be read or written; the message names the path and the problem."""
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoInfo:
+  """What a reader knows about its frames before decoding them all.
+
+  Attributes:
+    height, width: frame size in pixels (of the stored frames; see `rotation`).
+    fps: frame rate, frames per second (exact rational, e.g. 30000/1001).
+    num_frames: the number of frames, or None when the container does not say (known exactly for folders).
+    rotation: display rotation in degrees counter-clockwise (phone videos carry one); 0 for folders.
+    frame_names: file names of a folder's frames, in order; None for videos.
+  """
+  height: int
+  width: int
+  fps: fractions.Fraction
+  num_frames: int | None
+  rotation: int = 0
+  frame_names: tuple[str, ...] | None = None
+
+
+def natural_sort_key(name: str) -> tuple:
+  """Sort key that orders the digit runs of a name numerically: 'f2.png' < 'f10.png'."""
+  return tuple((0, int(part), part) if part.isdigit() else (1, 0, part) for part in re.split(r'(\d+)', name))
+
+
+class FrameReader:
+  """Iterates over the frames of a video file or a frame folder: uint8 (H, W, 3) RGB.
+
+  Opening decodes the first frame, so an unreadable, corrupt or empty input fails here, before any work.
+  Iterating yields every frame once (at most `max_frames`), in order.
+  """
+
+  def __init__(self, path: str | os.PathLike, *, max_frames: int | None = None,
+               fps: fractions.Fraction | float | None = None):
+    """Opens `path` (a video file or a folder of PNG/JPEG frames).
+
+    Args:
+      path: the input.
+      max_frames: read at most this many frames (None: all).
+      fps: frame rate to report for a folder (default 30) or to override a video's.
+    Raises:
+      VideoIOError: missing path, unreadable or corrupt data, no video stream, no frames.
+    """
+    self.path = pathlib.Path(path)
+    if max_frames is not None and max_frames < 1:
+      raise ValueError(f'max_frames must be >= 1, got {max_frames}.')
+    self._max_frames = max_frames
+    self._container = None
+    if not self.path.exists():
+      raise VideoIOError(f'{self.path}: no such file or directory.')
+    if self.path.is_dir():
+      self._files = _list_frame_files(self.path)
+      first = _read_image(self._files[0])
+      self._frames = self._folder_frames(first)
+      count = len(self._files) if max_frames is None else min(len(self._files), max_frames)
+      rate = fractions.Fraction(fps).limit_denominator(1001) if fps else DEFAULT_FOLDER_FPS
+      names = tuple(f.name for f in self._files[:count])
+      self.info = VideoInfo(first.shape[0], first.shape[1], rate, count, 0, names)
+    else:
+      first, rotation, rate, count = self._open_video()
+      if fps:
+        rate = fractions.Fraction(fps).limit_denominator(1001)
+      if count is not None and max_frames is not None:
+        count = min(count, max_frames)
+      self.info = VideoInfo(first.shape[0], first.shape[1], rate, count, rotation)
+      self._frames = self._video_frames(first)
+    self._first = first
+
+  def _open_video(self):
+    try:
+      self._container = av.open(str(self.path))
+    except (av.FFmpegError, OSError) as e:
+      raise VideoIOError(f'{self.path}: cannot open as a video ({_describe(e)}).') from None
+    if not self._container.streams.video:
+      self.close()
+      raise VideoIOError(f'{self.path}: contains no video stream (not a video, or an empty/truncated file).')
+    stream = self._container.streams.video[0]
+    stream.thread_type = 'AUTO'
+    self._stream = stream
+    self._decoded = self._decode(stream)
+    first = next(self._decoded, None)
+    if first is None:
+      self.close()
+      raise VideoIOError(f'{self.path}: the video stream has no decodable frames (empty video).')
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    if not rate or rate <= 0:
+      rate = DEFAULT_FOLDER_FPS
+    count = int(stream.frames) if stream.frames else None
+    return first[0], first[1], fractions.Fraction(rate), count
+
+  def _decode(self, stream) -> Iterator[tuple[np.ndarray, int]]:
+    index = 0
+    try:
+      for frame in self._container.decode(stream):
+        yield frame.to_ndarray(format='rgb24'), int(round(frame.rotation or 0))
+        index += 1
+    except (av.FFmpegError, OSError) as e:
+      raise VideoIOError(f'{self.path}: decoding failed at frame {index} ({_describe(e)}).') from None
+
+  def _video_frames(self, first: np.ndarray) -> Iterator[np.ndarray]:
+    yield first
+    for index, (frame, _) in enumerate(self._decoded, start=1):
+      if self._max_frames is not None and index >= self._max_frames:
+        return
+      if frame.shape != first.shape:
+        raise VideoIOError(f'{self.path}: frame {index} is {frame.shape[1]}x{frame.shape[0]}, but the video '
+                           f'started at {first.shape[1]}x{first.shape[0]} (size changes are not supported).')
+      yield frame
+
+  def _folder_frames(self, first: np.ndarray) -> Iterator[np.ndarray]:
+    yield first
+    for index, file in enumerate(self._files[1:], start=1):
+      if self._max_frames is not None and index >= self._max_frames:
+        return
+      frame = _read_image(file)
+      if frame.shape != first.shape:
+        raise VideoIOError(f'{file}: is {frame.shape[1]}x{frame.shape[0]}, but {self._files[0].name} is '
+                           f'{first.shape[1]}x{first.shape[0]}; all frames of a folder must have one size.')
+      yield frame
+
+  def __iter__(self) -> Iterator[np.ndarray]:
+    return self._frames
+
+  def close(self) -> None:
+    if self._container is not None:
+      self._container.close()
+      self._container = None
+
+  def __enter__(self) -> FrameReader:
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+
+def read_frames(path: str | os.PathLike, max_frames: int | None = None) -> tuple[np.ndarray, VideoInfo]:
+  """Reads a whole video or frame folder into memory: uint8 (T, H, W, 3) RGB, and its `VideoInfo`."""
+  with FrameReader(path, max_frames=max_frames) as reader:
+    frames = np.stack(list(reader))
+  return frames, dataclasses.replace(reader.info, num_frames=len(frames))
+
+
+def _list_frame_files(folder: pathlib.Path) -> list[pathlib.Path]:
+  files = [f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()]
+  if not files:
+    raise VideoIOError(f'{folder}: no frames in this folder (expected files ending in '
+                       f'{", ".join(IMAGE_SUFFIXES)}).')
+  return sorted(files, key=lambda f: natural_sort_key(f.name))
+
+
+def _read_image(file: pathlib.Path) -> np.ndarray:
+  try:
+    with Image.open(file) as image:
+      return np.asarray(image.convert('RGB'))
+  except (OSError, ValueError, Image.DecompressionBombError) as e:
+    raise VideoIOError(f'{file}: cannot read as an image ({_describe(e)}).') from None
+
+
+def _describe(error: BaseException) -> str:
+  text = str(error).strip()
+  return f'{type(error).__name__}: {text}' if text else type(error).__name__
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Writers.
+
+
+def is_video_path(path: str | os.PathLike) -> bool:
+  """True when `path` names a video file by its suffix (else it is treated as a frame folder)."""
+  return pathlib.Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def _temporary_sibling(path: pathlib.Path) -> pathlib.Path:
+  # Keeps the suffix, so FFmpeg picks the container from it; hidden, so it never looks like a result.
+  return path.with_name(f'.{path.stem}.tmp-{uuid.uuid4().hex[:8]}{path.suffix}')
+
+
+def _prepare_destination(path: pathlib.Path, overwrite: bool) -> None:
+  if path.exists() and not overwrite:
+    raise VideoIOError(f'{path}: already exists (pass --overwrite to replace it).')
+  if path.exists() and path.is_dir() != (not is_video_path(path)):
+    kind = 'a folder' if path.is_dir() else 'a file'
+    raise VideoIOError(f'{path}: already exists as {kind}; refusing to replace it with the other kind.')
+  try:
+    path.parent.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise VideoIOError(f'{path}: cannot create the output folder {path.parent} ({_describe(e)}).') from None
+
+
+class _Writer:
+  """Base: frames go to `self.temporary`; `commit()` moves it to `self.path`, `abort()` deletes it."""
+
+  path: pathlib.Path
+  temporary: pathlib.Path
+  num_written: int
+
+  def write(self, frame: np.ndarray) -> None:
+    raise NotImplementedError
+
+  def _finish(self) -> None:
+    raise NotImplementedError
+
+  def _remove_temporary(self) -> None:
+    raise NotImplementedError
+
+  def commit(self) -> None:
+    """Finishes the file(s) and moves them to the destination (replacing an existing one)."""
+    self._finish()
+    try:
+      if self.path.is_dir():
+        stale = self.path.with_name(f'.{self.path.name}.old-{uuid.uuid4().hex[:8]}')
+        self.path.rename(stale)
+        self.temporary.rename(self.path)
+        shutil.rmtree(stale)
+      else:
+        os.replace(self.temporary, self.path)
+    except OSError as e:
+      self._remove_temporary()
+      raise VideoIOError(f'{self.path}: cannot move the finished output into place ({_describe(e)}).') from None
+
+  def abort(self) -> None:
+    """Removes whatever was written; the destination is left untouched."""
+    try:
+      self._finish()
+    except Exception:  # pylint: disable=broad-except
+      pass  # The output is being discarded; a failure to finalise it does not matter.
+    self._remove_temporary()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, exc_type, exc, tb) -> None:
+    if exc_type is None:
+      self.commit()
+    else:
+      self.abort()
+
+
+class VideoWriter(_Writer):
+  """Encodes uint8 (H, W, 3) RGB frames to a video file (H.264 if available, else MPEG-4 Part 2)."""
+
+  def __init__(self, path: str | os.PathLike, *, height: int, width: int, fps: fractions.Fraction | float,
+               rotation: int = 0, crf: int = 18, overwrite: bool = False):
+    """Creates the temporary file and the encoder; fails early (VideoIOError) if either cannot be made.
+
+    Args:
+      path: destination; its suffix picks the container (`.mp4`, `.mov`, `.mkv`, `.avi`).
+      height, width: frame size; any size, odd included (see the module docstring).
+      fps: frame rate.
+      rotation: display rotation (degrees counter-clockwise) to record in the container.
+      crf: H.264 constant rate factor (0 lossless .. 51; 18 is visually near-lossless).
+      overwrite: replace an existing destination.
+    """
+    self.path = pathlib.Path(path)
+    if self.path.suffix.lower() not in WRITABLE_VIDEO_SUFFIXES:
+      raise VideoIOError(f'{self.path}: cannot write this container; use one of '
+                         f'{", ".join(WRITABLE_VIDEO_SUFFIXES)}, or a folder name for PNG frames.')
+    _prepare_destination(self.path, overwrite)
+    self.height, self.width = height, width
+    self.num_written = 0
+    self.temporary = _temporary_sibling(self.path)
+    self._container = None
+    try:
+      self._container = av.open(str(self.temporary), mode='w')
+      self.codec, self.pix_fmt = choose_codec(height, width)
+      rate = fractions.Fraction(fps).limit_denominator(1001)
+      self._stream = self._container.add_stream(self.codec, rate=rate)
+      self._stream.width, self._stream.height, self._stream.pix_fmt = width, height, self.pix_fmt
+      if self.codec == 'libx264':
+        self._stream.options = {'crf': str(crf), 'preset': 'medium'}
+      else:
+        # MPEG-4 Part 2 at fixed quantiser 2 (FFmpeg's `-q:v 2`, near-best quality); lambda = q * FF_QP2LAMBDA.
+        self._stream.options = {'flags': '+qscale', 'global_quality': str(2 * 118)}
+      if rotation:
+        self._stream.set_display_rotation(rotation)
+      self._rate = rate
+    except (av.FFmpegError, OSError) as e:
+      self.abort()
+      raise VideoIOError(f'{self.path}: cannot create the video file ({_describe(e)}).') from None
+
+  def write(self, frame: np.ndarray) -> None:
+    if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
+      raise ValueError(f'{self.path}: expected a uint8 frame of shape {(self.height, self.width, 3)}, '
+                       f'got {frame.dtype} {frame.shape}.')
+    video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format='rgb24')
+    video_frame.pts = self.num_written       # in frame intervals; the muxer rescales to its time base
+    video_frame.time_base = 1 / self._rate
+    try:
+      for packet in self._stream.encode(video_frame):
+        self._container.mux(packet)
+    except (av.FFmpegError, OSError) as e:
+      raise VideoIOError(f'{self.path}: encoding frame {self.num_written} failed ({_describe(e)}).') from None
+    self.num_written += 1
+
+  def _finish(self) -> None:
+    if self._container is None:
+      return
+    container, self._container = self._container, None
+    try:
+      for packet in self._stream.encode():
+        container.mux(packet)
+    except (av.FFmpegError, OSError) as e:
+      container.close()
+      raise VideoIOError(f'{self.path}: finishing the video failed ({_describe(e)}).') from None
+    container.close()
+
+  def _remove_temporary(self) -> None:
+    self.temporary.unlink(missing_ok=True)
+
+
+def choose_codec(height: int, width: int) -> tuple[str, str]:
+  """(codec, pix_fmt) for a frame size: libx264 4:2:0, or 4:4:4 for odd sizes; else mpeg4 4:2:0."""
+  if 'libx264' in av.codecs_available:
+    return 'libx264', ('yuv420p' if height % 2 == 0 and width % 2 == 0 else 'yuv444p')
+  return 'mpeg4', 'yuv420p'
+
+
+class FolderWriter(_Writer):
+  """Writes uint8 (H, W, 3) RGB frames as PNGs into a folder, named `names[i]` (suffix -> .png) or `%08d.png`."""
+
+  def __init__(self, path: str | os.PathLike, *, names: Sequence[str] | None = None, overwrite: bool = False):
+    self.path = pathlib.Path(path)
+    if self.path.suffix.lower() in VIDEO_SUFFIXES:
+      raise VideoIOError(f'{self.path}: looks like a video file name, not a folder.')
+    self._names = None
+    if names is not None:
+      self._names = [str(pathlib.Path(n).with_suffix('.png')) for n in names]
+      if len(set(self._names)) != len(self._names):
+        raise VideoIOError(f'{self.path}: input frame names collide once their suffixes become .png '
+                           f'(e.g. a.jpg and a.png); rename the input frames.')
+    _prepare_destination(self.path, overwrite)
+    self.num_written = 0
+    self.temporary = self.path.with_name(f'{self.path.name}.tmp-{uuid.uuid4().hex[:8]}')
+    try:
+      self.temporary.mkdir()
+    except OSError as e:
+      raise VideoIOError(f'{self.path}: cannot create the output folder ({_describe(e)}).') from None
+
+  def write(self, frame: np.ndarray) -> None:
+    if self._names is not None:
+      if self.num_written >= len(self._names):
+        raise ValueError(f'{self.path}: more frames than names ({len(self._names)}).')
+      name = self._names[self.num_written]
+    else:
+      name = f'{self.num_written:08d}.png'
+    try:
+      Image.fromarray(np.ascontiguousarray(frame)).save(self.temporary / name, compress_level=1)
+    except OSError as e:
+      raise VideoIOError(f'{self.temporary / name}: cannot write ({_describe(e)}).') from None
+    self.num_written += 1
+
+  def _finish(self) -> None:
+    pass
+
+  def _remove_temporary(self) -> None:
+    shutil.rmtree(self.temporary, ignore_errors=True)
+
+
+def open_writer(path: str | os.PathLike, info: VideoInfo, *, width: int | None = None, crf: int = 18,
+                overwrite: bool = False) -> _Writer:
+  """A `VideoWriter` for a video suffix, else a `FolderWriter` (PNG) keeping a folder input's frame names.
+
+  `width` overrides `info.width` (the side-by-side comparison is twice as wide).
+  """
+  width = info.width if width is None else width
+  if is_video_path(path):
+    return VideoWriter(path, height=info.height, width=width, fps=info.fps, rotation=info.rotation, crf=crf,
+                       overwrite=overwrite)
+  return FolderWriter(path, names=info.frame_names, overwrite=overwrite)

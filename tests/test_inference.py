@@ -1,0 +1,185 @@
+"""Streaming and offline inference: parity with the model and the reference, edges, memory, sizes, tiling."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from estrnn_jax import images
+from estrnn_jax import inference
+from estrnn_jax import model as model_lib
+
+
+@pytest.fixture(scope='module')
+def tiny(testdata):
+  """The fake official C4B2 checkpoint (converted to RGB on the fly) and the golden clip, in RGB."""
+  model, variables = inference.load_model(str(testdata / 'fake_ckpt_C4B2.pth.tar'))
+  golden = np.load(testdata / 'estrnn_C4B2_n2T7H32W48.npz')
+  to_rgb_nhwc = lambda x: np.ascontiguousarray(np.moveaxis(x, -3, -1)[..., ::-1])  # NCHW BGR -> NHWC RGB
+  hs = np.moveaxis(golden['hs'], -3, -1)  # the cell's features h; the colour order does not reach them
+  return model, variables, to_rgb_nhwc(golden['input']), to_rgb_nhwc(golden['output']), hs
+
+
+@functools.cache
+def _jitted(model, method=None):
+  return jax.jit(functools.partial(model.apply, method=method))
+
+
+def _random_clip(shape, seed=0):
+  return np.random.default_rng(seed).uniform(-0.5, 0.5, shape).astype(np.float32)
+
+
+def test_load_model_reads_official_checkpoint(tiny):
+  model, variables, _, _, _ = tiny
+  assert (model.n_features, model.n_blocks, model.past_frames, model.future_frames) == (4, 2, 2, 2)
+  assert variables['params']['cell']['F_B0']['kernel'].shape == (5, 5, 3, 4)
+
+
+def test_offline_interior_frames_equal_the_reference(tiny):
+  """Frames past..T-future-1 are exactly ESTRNN.__call__ (golden outputs of the official PyTorch model)."""
+  model, variables, clips, golden_out, _ = tiny
+  for clip, expected in zip(clips, golden_out):
+    out = inference.deblur_video(model, variables, clip)
+    assert out.shape == clip.shape and out.dtype == np.float32
+    np.testing.assert_allclose(out[2:-2], expected, atol=1e-5, rtol=0)
+
+
+def test_streaming_equals_offline_with_future_frames_delay(tiny):
+  model, variables, clips, _, _ = tiny
+  clip = clips[0]
+  offline = inference.deblur_video(model, variables, clip, group_size=4)
+  deblurrer = inference.StreamingDeblurrer(model, variables)
+  assert deblurrer.delay == 2
+  counts, outputs = [], []
+  for frame in clip:
+    out = deblurrer.push(frame)
+    counts.append(len(out))
+    outputs.append(out)
+  tail = deblurrer.flush()
+  assert counts == [0, 0, 1, 1, 1, 1, 1] and len(tail) == 2
+  streamed = np.concatenate(outputs + [tail])
+  np.testing.assert_allclose(streamed, offline, atol=1e-5, rtol=0)
+
+
+def test_edge_frames_repeat_the_nearest_features(tiny):
+  """Frame 0 uses the window [h0, h0, h0, h1, h2]; frame T-1 uses [h4, h5, h6, h6, h6] (T = 7)."""
+  model, variables, clips, _, golden_hs = tiny
+  out = inference.deblur_video(model, variables, clips[1])
+  hs = golden_hs[1:]
+  decode = _jitted(model, model_lib.ESTRNN.decode)
+  first = decode(variables, np.concatenate([hs[:, :1], hs[:, :1], hs[:, :3]], axis=1))
+  last = decode(variables, np.concatenate([hs[:, 4:], hs[:, 6:], hs[:, 6:]], axis=1))
+  np.testing.assert_allclose(out[0], first[0, 0], atol=1e-5, rtol=0)
+  np.testing.assert_allclose(out[-1], last[0, 0], atol=1e-5, rtol=0)
+
+
+def test_long_stream_has_constant_memory_and_compiles_once(tiny):
+  model, variables, _, _, _ = tiny
+  clip = _random_clip((50, 16, 16, 3), seed=1)
+  deblurrer = inference.StreamingDeblurrer(model, variables)
+  deblurrer.push(clip[0])
+  traces_after_first = inference.num_traces()
+  shapes = jax.tree.map(lambda x: (x.shape, x.dtype), deblurrer.carry)
+  assert shapes[1][0] == (1, 4, 4, 4, 20)   # ring buffer: past + future features h, nothing more
+  emitted = 0
+  for frame in clip[1:]:
+    emitted += len(deblurrer.push(frame))
+    assert jax.tree.map(lambda x: (x.shape, x.dtype), deblurrer.carry) == shapes
+    assert len(deblurrer._pending) == 0  # pylint: disable=protected-access
+  emitted += len(deblurrer.flush())
+  assert emitted == 50
+  assert inference.num_traces() == traces_after_first   # every later push and the flush reused the compilation
+
+
+@pytest.mark.parametrize('num_frames', [1, 5])
+def test_any_length_gets_every_frame_and_group_sizes_agree(tiny, num_frames):
+  model, variables, _, _, _ = tiny
+  clip = _random_clip((num_frames, 16, 16, 3), seed=num_frames)
+  one_by_one = inference.StreamingDeblurrer(model, variables)
+  streamed = np.concatenate([one_by_one.push(clip), one_by_one.flush()])
+  grouped = inference.deblur_video(model, variables, clip, group_size=2)
+  assert streamed.shape == grouped.shape == clip.shape
+  np.testing.assert_allclose(grouped, streamed, atol=1e-5, rtol=0)
+  assert np.all(np.isfinite(streamed))
+
+
+def test_odd_frame_size_is_padded_and_cropped_back(tiny):
+  model, variables, _, _, _ = tiny
+  clip = _random_clip((6, 17, 23, 3), seed=2)
+  out = inference.deblur_video(model, variables, clip)
+  assert out.shape == clip.shape
+  np.testing.assert_allclose(out[2:-2], _jitted(model)(variables, clip[None])[0], atol=1e-5, rtol=0)
+
+
+def test_uint8_in_uint8_out(tiny):
+  model, variables, _, _, _ = tiny
+  clip_u8 = np.random.default_rng(3).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+  out = inference.deblur_video(model, variables, clip_u8, group_size=1)
+  assert out.dtype == np.uint8 and out.shape == clip_u8.shape
+  expected = images.to_uint8(inference.deblur_video(model, variables, images.from_uint8(clip_u8), group_size=1))
+  np.testing.assert_array_equal(out, expected)
+
+
+def test_tile_covering_the_frame_equals_untiled(tiny):
+  model, variables, clips, _, _ = tiny
+  untiled = inference.deblur_video(model, variables, clips[0])
+  tiled = inference.deblur_video(model, variables, clips[0], tile=48, tile_overlap=8)
+  np.testing.assert_array_equal(tiled, untiled)
+
+
+def test_tiling_is_close_to_untiled(tiny):
+  model, variables, clips, _, _ = tiny
+  clip = clips[0]   # 32x48 -> 6 tiles of 24x24
+  untiled = inference.deblur_video(model, variables, clip)
+  tiled = inference.deblur_video(model, variables, clip, tile=24, tile_overlap=8)
+  diff = np.abs(tiled - untiled)
+  assert tiled.shape == clip.shape
+  assert diff.mean() < 0.1 * np.abs(untiled).mean() and diff.max() < 0.05, (diff.mean(), diff.max())
+  assert diff.max() > 0   # tiles really were processed separately
+  deblurrer = inference.StreamingDeblurrer(model, variables, tile=24, tile_overlap=8, group_size=4)
+  first = deblurrer.push(clip)
+  state, context, _ = deblurrer.carry
+  assert state.shape == (6, 6, 6, 4) and context.shape == (6, 4, 6, 6, 20)   # one stream per tile
+  np.testing.assert_allclose(np.concatenate([first, deblurrer.flush()]), tiled, atol=1e-6, rtol=0)
+
+
+def test_tile_grid_and_blend_weights():
+  grid = inference.tile_grid(40, 52, 24, 8)
+  assert (grid.tile_height, grid.tile_width) == (24, 24)
+  assert grid.origins == tuple((y, x) for y in (0, 16) for x in (0, 16, 28))
+  weights = inference.blend_weights(grid, 8)
+  total = np.zeros((40, 52))
+  for (y, x), w in zip(grid.origins, weights[..., 0]):
+    total[y:y + 24, x:x + 24] += w
+  np.testing.assert_allclose(total, 1.0, atol=1e-6)
+  assert weights.min() > 0
+  assert inference.tile_grid(40, 52, 64, 8).origins == ((0, 0),)
+  for tile, overlap in [(30, 8), (8, 0), (32, 17), (32, -1)]:
+    with pytest.raises(ValueError, match='tile'):
+      inference.tile_grid(64, 64, tile, overlap)
+
+
+def test_bfloat16_is_close_to_float32(tiny):
+  model, variables, _, _, _ = tiny
+  clip = _random_clip((3, 16, 16, 3), seed=5)
+  f32 = inference.deblur_video(model, variables, clip, group_size=1)
+  bf16 = inference.deblur_video(model, variables, clip, dtype=jnp.bfloat16, group_size=1)
+  assert bf16.dtype == np.float32
+  assert np.abs(bf16 - f32).max() < 0.03, np.abs(bf16 - f32).max()
+  assert np.abs(bf16 - f32).max() > 0
+
+
+def test_bad_frames_raise_clear_errors(tiny):
+  model, variables, _, _, _ = tiny
+  deblurrer = inference.StreamingDeblurrer(model, variables)
+  with pytest.raises(ValueError, match='shape'):
+    deblurrer.push(np.zeros((16, 16), np.float32))
+  deblurrer.push(np.zeros((16, 16, 3), np.float32))
+  with pytest.raises(ValueError, match='frame size changed'):
+    deblurrer.push(np.zeros((20, 16, 3), np.float32))
+  with pytest.raises(ValueError, match='T >= 1'):
+    inference.deblur_video(model, variables, np.zeros((0, 16, 16, 3), np.float32))
+  with pytest.raises(ValueError, match='group_size'):
+    inference.StreamingDeblurrer(model, variables, group_size=0)

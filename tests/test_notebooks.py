@@ -1,0 +1,52 @@
+"""The Colab notebooks run top to bottom (tiny settings: ESTRNN_NOTEBOOK_SMOKE=1) and print real numbers."""
+
+import math
+import pathlib
+import re
+
+import nbclient
+import nbformat
+
+NOTEBOOKS = pathlib.Path(__file__).resolve().parents[1] / 'notebooks'
+
+
+def _execute(name: str) -> str:
+  """Runs notebooks/<name> in a fresh kernel (cwd: notebooks/); returns all its text output."""
+  notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+  nbclient.NotebookClient(notebook, timeout=600, kernel_name='python3',
+                          resources={'metadata': {'path': str(NOTEBOOKS)}}).execute()
+  texts = []
+  for cell in notebook.cells:
+    for output in cell.get('outputs', []):
+      texts.append(output.get('text', '') or output.get('data', {}).get('text/plain', ''))
+  return '\n'.join(texts)
+
+
+def _number(pattern: str, text: str) -> float:
+  match = re.search(pattern, text)
+  assert match, f'{pattern!r} not found in the notebook output:\n{text[-3000:]}'
+  return float(match.group(1))
+
+
+def test_notebooks_run_and_report_psnr(tmp_path, monkeypatch):
+  """train_synthetic.ipynb trains and plots; deblur_demo.ipynb then deblurs with the model it trained.
+
+  One test (not two sharing a fixture), so that pytest-xdist never trains twice on two workers.
+  """
+  monkeypatch.setenv('ESTRNN_NOTEBOOK_SMOKE', '1')
+  monkeypatch.setenv('ESTRNN_NOTEBOOK_WORKDIR', str(tmp_path))
+  text = _execute('train_synthetic.ipynb')
+  assert 'Trained to step 3' in text
+  val_psnr = _number(r'Validation PSNR: (-?[\d.]+) dB', text)
+  blur_psnr = _number(r'blurry input: (-?[\d.]+) dB', text)
+  assert math.isfinite(val_psnr) and 5 < blur_psnr < 60
+  assert math.isfinite(_number(r'deblurred (-?[\d.]+) dB', text))
+  assert (tmp_path / 'train' / 'model_config.json').is_file()
+
+  monkeypatch.setenv('ESTRNN_NOTEBOOK_WORKDIR', str(tmp_path / 'demo'))
+  monkeypatch.setenv('ESTRNN_DEMO_CHECKPOINT', str(tmp_path / 'train'))   # "a freshly trained one"
+  text = _execute('deblur_demo.ipynb')
+  assert math.isfinite(_number(r'PSNR: blurry (-?[\d.]+) dB', text))
+  assert math.isfinite(_number(r'-> deblurred (-?[\d.]+) dB', text))
+  assert _number(r'Deblurred \d+ frames in [\d.]+ s \(([\d.]+) frames/s\)', text) > 0
+  assert (tmp_path / 'demo' / 'clips' / 'side_by_side.mp4').is_file()
