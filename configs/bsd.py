@@ -1,0 +1,83 @@
+r"""The paper's BSD experiments (real-world blur, 640x480): one config per blur setting and model size.
+
+Argument: a comma-separated subset of a setting (`1ms8ms`, `2ms16ms` (default), `3ms24ms`), a model size
+(`b15c80` (default), `b9c60`) and `runlocal` (shrinks everything but the model, to check the path on a laptop):
+
+  python -m estrnn_jax.main --config=configs/bsd.py:2ms16ms,b15c80 --workdir=gs://BUCKET/estrnn/bsd_2ms16ms
+
+then score the best checkpoint on the test split as the paper does:
+
+  python -m estrnn_jax.evaluate --config=configs/bsd.py:2ms16ms --checkpoint=WORKDIR --which=best
+
+Data: `bsd/<setting>` must be built first (manual download; see datasets/bsd).
+
+Recipe (the reference's code defaults, which are the paper's BSD recipe): Adam (0.9, 0.999, 1e-8), lr 5e-4,
+batch 8, 8-frame windows, 256x256 crops with random flips, cosine annealing to 1e-8 over 500 epochs stepped once
+per epoch, gradient-norm clipping at 20, Charbonnier-colour loss, seed 39, each setting trained from scratch.
+
+Epochs -> steps: BSD's train split has 60 sequences x 100 frames. With 8-frame windows an epoch has
+60 x (100 - 8 + 1) = 5580 samples = 697 steps of batch 8 (the reference drops the last partial batch), so 500
+epochs = 348,500 steps; the cosine holds its value for each block of 697 steps.
+
+Hardware: sized for a TPU v4-8 / v5e-8 or one modern GPU (B15C80: ~2.5 M parameters, ~11 TFLOPs per step).
+Expect days, not hours, for the full 500 epochs, as the reference (which trained on GPUs).
+
+Expected result (paper Table 7, ESTRNN B15C80, reference protocol on the test split): 1ms8ms 33.36 dB / 0.937,
+2ms16ms 31.95 dB / 0.925, 3ms24ms 31.39 dB / 0.926. The blurry input scores 26.64 / 0.818 on 2ms16ms (Table 8).
+The paper gives no BSD number for B9C60; expect it below B15C80.
+"""
+
+import ml_collections
+
+from configs import default as default_lib
+from configs import recipes
+
+SETTINGS = ('1ms8ms', '2ms16ms', '3ms24ms')
+TRAIN_SEQUENCES, TRAIN_FRAMES_PER_SEQUENCE = 60, 100
+EPOCHS = 500
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """BSD config for `arg` = '<setting>,<model size>[,runlocal]' (see module docstring)."""
+  setting, size, runlocal = recipes.parse_arg(arg, settings=SETTINGS, default_setting='2ms16ms')
+  config = default_lib.get_config()
+  config.seed = 39
+  config.batch_size = 8
+
+  recipes.set_model_size(config, size)
+  config.model.past_frames = 2
+  config.model.future_frames = 2
+
+  config.dataset.name = f'bsd/{setting}'
+  config.dataset.frames = 8
+  config.dataset.crop_size = 256
+  config.dataset.num_workers = 8
+
+  config.loss = 'charbonnier_color'
+  steps_per_epoch = recipes.steps_per_epoch(
+      total_frames=TRAIN_SEQUENCES * TRAIN_FRAMES_PER_SEQUENCE, num_sequences=TRAIN_SEQUENCES,
+      frames=config.dataset.frames, batch_size=config.batch_size, drop_last=True)  # 697
+  config.num_train_steps = EPOCHS * steps_per_epoch  # 348,500
+  config.optimizer.b1, config.optimizer.b2, config.optimizer.eps = 0.9, 0.999, 1e-8  # Adam, as the reference
+  config.optimizer.warmup_steps = 0
+  config.optimizer.learning_rate = 5e-4
+  config.optimizer.schedule = 'cosine'
+  config.optimizer.end_learning_rate = 1e-8
+  config.optimizer.steps_per_epoch = steps_per_epoch
+  config.optimizer.grad_clip_norm = 20.0
+
+  config.eval.split = 'validation'
+  config.eval.test_split = 'test'
+  config.eval.protocol = 'reference'
+  config.eval.max_sequences = 0
+  config.eval.rounding = 'truncate'
+
+  config.log_every_steps = 100
+  config.eval_every_steps = 10 * steps_per_epoch
+  config.checkpoint_every_steps = steps_per_epoch
+  config.keep_checkpoints = 3
+  config.keep_best_checkpoints = 1
+
+  if runlocal:
+    recipes.apply_runlocal(config)
+  return config

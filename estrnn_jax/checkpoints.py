@@ -1,0 +1,278 @@
+"""The project's checkpoint format, shared by training, evaluation, inference and the converter.
+
+Layouts (all Orbax; paths may be gs://):
+
+  <workdir>/                      a training run (`train.train_and_evaluate`)
+    config.json                   the whole training config
+    model_config.json             the ESTRNN fields (see `model_config`)
+    checkpoints/<step>/state/     the train state: a pytree {'params', 'opt_state', 'step'}
+    checkpoints/<step>/data_iter/ the grain iterator state (one JSON file per process)
+    checkpoints/<step>/metrics/   validation metrics of that step (when it was evaluated)
+
+  <dir>/                          a model alone (`save_model`, the converter)
+    model_config.json
+    state/                        a pytree {'params'} (same `state`/`params` layout as training)
+
+`restore_model` reads either (and official `.pth.tar` files) and returns `(ESTRNN, {'params': ...})`, never the
+optimiser state.
+"""
+
+from collections.abc import Mapping
+import json
+from typing import Any
+import uuid
+
+from absl import logging
+from etils import epath
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+from estrnn_jax import model as model_lib
+
+CONFIG_FILE = 'config.json'
+MODEL_CONFIG_FILE = 'model_config.json'
+CHECKPOINTS_DIR = 'checkpoints'
+STATE_ITEM = 'state'
+DATA_ITER_ITEM = 'data_iter'
+BEST_METRIC = 'val_psnr'  # Higher is better; recorded with every checkpoint written after an evaluation.
+
+_MODEL_FIELDS = ('n_features', 'n_blocks', 'past_frames', 'future_frames', 'dtype', 'remat', 'fold_gsa')
+_TORCH_SUFFIXES = ('.pth', '.pth.tar', '.pt', '.tar')
+
+
+def model_config(model: model_lib.ESTRNN) -> dict[str, Any]:
+  """The ESTRNN fields as JSON-able values (dtype by name)."""
+  return {
+      'n_features': int(model.n_features), 'n_blocks': int(model.n_blocks),
+      'past_frames': int(model.past_frames), 'future_frames': int(model.future_frames),
+      'dtype': jnp.dtype(model.dtype).name, 'remat': bool(model.remat), 'fold_gsa': bool(model.fold_gsa),
+  }
+
+
+def model_from_config(fields: Mapping[str, Any], *, source: str = 'model config') -> model_lib.ESTRNN:
+  """Builds an ESTRNN from `model_config`'s fields (missing ones take the class defaults)."""
+  unknown = sorted(set(fields) - set(_MODEL_FIELDS))
+  if unknown:
+    raise ValueError(f'{source}: unknown ESTRNN field(s) {unknown}; known: {list(_MODEL_FIELDS)}.')
+  kwargs = dict(fields)
+  if 'dtype' in kwargs:
+    try:
+      kwargs['dtype'] = jnp.dtype(kwargs['dtype'])
+    except TypeError:
+      raise ValueError(f'{source}: dtype {fields["dtype"]!r} is not a dtype name.') from None
+  return model_lib.ESTRNN(**kwargs)
+
+
+def write_json(path: epath.PathLike, obj: Any) -> None:
+  """Writes JSON to `path` through a temporary name, so a reader never sees half a file."""
+  path = epath.Path(path)
+  tmp = path.parent / f'.{path.name}.tmp-{uuid.uuid4().hex[:8]}'
+  tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + '\n')
+  tmp.replace(path)
+
+
+def state_handler() -> ocp.PyTreeCheckpointHandler:
+  """Orbax's PyTree handler with replica-parallel saving off.
+
+  ESTRNN's state is small (~30 MB for B15C80 with Adam). Orbax's default splits every replicated array across
+  its replicas when saving, which compiles a slicing op per array on the first save (~5 s on CPU) and gains
+  nothing at this size; here the first replica writes each array.
+  """
+  registry = ocp.type_handlers.create_type_handler_registry(
+      (jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False)),
+      (np.ndarray, ocp.type_handlers.NumpyHandler()),
+      (int, ocp.type_handlers.ScalarHandler()),
+      (float, ocp.type_handlers.ScalarHandler()),
+      (np.number, ocp.type_handlers.ScalarHandler()),
+  )
+  return ocp.PyTreeCheckpointHandler(type_handler_registry=registry)
+
+
+def save_args(state: Any, data_iter: Any = None) -> ocp.args.Composite:
+  """Orbax args saving the train state (item `state`) and optionally a grain iterator (item `data_iter`)."""
+  import grain  # pylint: disable=g-import-not-at-top
+  items = {STATE_ITEM: ocp.args.PyTreeSave(state)}
+  if data_iter is not None:
+    items[DATA_ITER_ITEM] = grain.checkpoint.CheckpointSave(data_iter)
+  return ocp.args.Composite(**items)
+
+
+def restore_args(abstract_state: Any, data_iter: Any = None) -> ocp.args.Composite:
+  """Orbax args restoring the state onto `abstract_state`'s shardings (and the grain iterator in place)."""
+  import grain  # pylint: disable=g-import-not-at-top
+  items = {STATE_ITEM: ocp.args.PyTreeRestore(
+      item=abstract_state, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_state))}
+  if data_iter is not None:
+    items[DATA_ITER_ITEM] = grain.checkpoint.CheckpointRestore(data_iter)
+  return ocp.args.Composite(**items)
+
+
+def checkpoint_manager(workdir: epath.PathLike, *, keep: int = 2, keep_best: int = 1,
+                       read_only: bool = False) -> ocp.CheckpointManager:
+  """The training run's manager: `<workdir>/checkpoints/<step>/{state,data_iter,metrics}`.
+
+  Keeps the `keep` most recent checkpoints plus the `keep_best` with the highest validation PSNR (steps saved
+  without metrics only count as recent). Saves are asynchronous; call `wait_until_finished()` before exiting.
+  Save with `save_args(...)`, restore with `restore_args(...)`.
+  """
+  import grain  # pylint: disable=g-import-not-at-top
+  registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
+  handler = state_handler()
+  registry.add(STATE_ITEM, ocp.args.PyTreeSave, handler)
+  registry.add(STATE_ITEM, ocp.args.PyTreeRestore, handler)
+  data_handler = grain.checkpoint.CheckpointHandler()
+  registry.add(DATA_ITER_ITEM, grain.checkpoint.CheckpointSave, data_handler)
+  registry.add(DATA_ITER_ITEM, grain.checkpoint.CheckpointRestore, data_handler)
+  policies = [ocp.checkpoint_managers.LatestN(n=max(keep, 1))]
+  if keep_best > 0:
+    policies.append(ocp.checkpoint_managers.BestN(
+        get_metric_fn=_best_metric, reverse=False, n=keep_best, keep_checkpoints_without_metrics=False))
+  options = ocp.CheckpointManagerOptions(
+      best_fn=_best_metric, best_mode='max', read_only=read_only, create=not read_only,
+      preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies),
+      enable_async_checkpointing=True)
+  return ocp.CheckpointManager(epath.Path(workdir) / CHECKPOINTS_DIR, options=options, handler_registry=registry)
+
+
+def _best_metric(metrics: Mapping[str, Any]) -> float:
+  value = metrics.get(BEST_METRIC)
+  return float('-inf') if value is None else float(value)
+
+
+def save_model(directory: epath.PathLike, model: model_lib.ESTRNN, params: Any) -> epath.Path:
+  """Writes `params` (ESTRNN parameters, {'params'} excluded) and the model config to a new `directory`.
+
+  The directory must not exist or be empty. `model_config.json` is written last, so a directory without it is
+  recognisably incomplete.
+  """
+  directory = epath.Path(directory)
+  if directory.exists() and any(directory.iterdir()):
+    raise FileExistsError(f'{directory} already exists and is not empty; choose a new directory.')
+  directory.mkdir(parents=True, exist_ok=True)
+  params = jax.tree.map(np.asarray, params)
+  with ocp.Checkpointer(state_handler()) as checkpointer:
+    checkpointer.save(directory / STATE_ITEM, args=ocp.args.PyTreeSave({'params': params}))
+  write_json(directory / MODEL_CONFIG_FILE, model_config(model))
+  return directory
+
+
+def restore_model(path: epath.PathLike, *, which: str = 'latest', step: int | None = None,
+                  sharding: jax.sharding.Sharding | None = None, dtype: Any = None,
+                  past_frames: int = 2, future_frames: int = 2) -> tuple[model_lib.ESTRNN, dict[str, Any]]:
+  """Loads a model and its parameters (no optimiser state) from any of the project's checkpoint forms.
+
+  Args:
+    path: a training workdir, a `<workdir>/checkpoints/<step>` directory, a `save_model` directory, or an
+      official `.pth.tar` file (converted on the fly by `estrnn_jax.convert`).
+    which: for a workdir, 'latest' or 'best' (highest validation PSNR).
+    step: for a workdir, this exact step instead (overrides `which`).
+    sharding: place every parameter with this sharding (e.g. replicated over a mesh); None: numpy on the host.
+    dtype: override the model's compute dtype (e.g. jnp.bfloat16); None keeps the saved one.
+    past_frames, future_frames: only for official checkpoints (their files do not record the GSA window split).
+  Returns:
+    (model, {'params': params}).
+  """
+  path = epath.Path(path)
+  if not path.exists():
+    raise FileNotFoundError(f'{path}: no such checkpoint file or directory.')
+  if not path.is_dir():
+    if not path.name.endswith(_TORCH_SUFFIXES):
+      raise ValueError(f'{path}: a file, but not an official ESTRNN checkpoint (expected {_TORCH_SUFFIXES}); '
+                       'pass a training workdir, a checkpoint step directory or a save_model directory.')
+    from estrnn_jax import convert  # pylint: disable=g-import-not-at-top
+    model, variables = convert.load_torch_checkpoint(path, past_frames=past_frames, future_frames=future_frames)
+    params = variables['params']
+    if sharding is not None:
+      params = jax.device_put(params, sharding)
+    return _with_dtype(model, dtype), {'params': params}
+
+  if (path / CHECKPOINTS_DIR).is_dir():
+    step_dir = _select_step(path, which=which, step=step)
+    config_dirs = [path]
+  elif (path / STATE_ITEM).is_dir():
+    step_dir = path
+    config_dirs = [path, path.parent.parent]  # A save_model dir, or <workdir>/checkpoints/<step>.
+  else:
+    raise ValueError(
+        f'{path}: not a checkpoint. Expected a training workdir (with {CHECKPOINTS_DIR}/), a checkpoint step '
+        f'directory or a save_model directory (with {STATE_ITEM}/), or an official .pth.tar file.')
+
+  model = _read_model_config(config_dirs, path)
+  params = _restore_params(step_dir / STATE_ITEM, model, sharding)
+  return _with_dtype(model, dtype), {'params': params}
+
+
+def _with_dtype(model: model_lib.ESTRNN, dtype: Any) -> model_lib.ESTRNN:
+  return model if dtype is None else model.clone(dtype=jnp.dtype(dtype))
+
+
+def _select_step(workdir: epath.Path, *, which: str, step: int | None) -> epath.Path:
+  manager = checkpoint_manager(workdir, read_only=True)
+  try:
+    steps = manager.all_steps()
+    if not steps:
+      raise FileNotFoundError(f'{workdir}: the training run has no complete checkpoint in {CHECKPOINTS_DIR}/.')
+    if step is not None:
+      if step not in steps:
+        raise FileNotFoundError(f'{workdir}: no checkpoint for step {step}; available: {sorted(steps)}.')
+      chosen = step
+    elif which == 'latest':
+      chosen = manager.latest_step()
+    elif which == 'best':
+      with_metrics = [s for s in steps if manager.metrics(s) is not None]
+      if not with_metrics:
+        raise FileNotFoundError(f'{workdir}: no checkpoint carries validation metrics (no evaluation ran before '
+                                "a save); use which='latest' or an explicit step.")
+      chosen = manager.best_step()
+    else:
+      raise ValueError(f"which must be 'latest' or 'best', got {which!r}.")
+  finally:
+    manager.close()
+  logging.info('Restoring step %d of %s (%s).', chosen, workdir, 'requested' if step is not None else which)
+  return workdir / CHECKPOINTS_DIR / str(chosen)
+
+
+def _read_model_config(directories: list[epath.Path], path: epath.Path) -> model_lib.ESTRNN:
+  for directory in directories:
+    config_file = directory / MODEL_CONFIG_FILE
+    if config_file.exists():
+      try:
+        fields = json.loads(config_file.read_text())
+      except json.JSONDecodeError as e:
+        raise ValueError(f'{config_file}: not valid JSON ({e}).') from None
+      return model_from_config(fields, source=str(config_file))
+  raise FileNotFoundError(f'{path}: no {MODEL_CONFIG_FILE} next to the checkpoint (looked in '
+                          f'{", ".join(str(d) for d in directories)}); the checkpoint is incomplete.')
+
+
+def _restore_params(state_dir: epath.Path, model: model_lib.ESTRNN, sharding: jax.sharding.Sharding | None):
+  """Restores only `params` from a state pytree, checked against the model's parameter shapes."""
+  frames = jax.ShapeDtypeStruct((1, model.num_frames, 4, 4, 3), jnp.float32)
+  abstract = jax.eval_shape(model.init, jax.random.key(0), frames)['params']
+  if sharding is None:
+    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), abstract)
+    target = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), abstract)
+  else:
+    restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(sharding=sharding), abstract)
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), abstract)
+  with ocp.PyTreeCheckpointer() as checkpointer:
+    try:
+      restored = checkpointer.restore(state_dir, args=ocp.args.PyTreeRestore(
+          item={'params': target}, restore_args={'params': restore_args}, partial_restore=True))
+    except (ValueError, KeyError, FileNotFoundError) as e:
+      raise ValueError(f'{state_dir}: cannot restore the parameters of {model_config(model)}: {e}') from None
+  params = restored['params']
+  _check_shapes(abstract, params, state_dir)
+  return params
+
+
+def _check_shapes(abstract: Any, params: Any, where: epath.Path) -> None:
+  expected = jax.tree_util.tree_flatten_with_path(abstract)[0]
+  got = dict(jax.tree_util.tree_flatten_with_path(params)[0])
+  for key, leaf in expected:
+    if key not in got or tuple(got[key].shape) != tuple(leaf.shape):
+      name = jax.tree_util.keystr(key)
+      found = 'missing' if key not in got else tuple(got[key].shape)
+      raise ValueError(f'{where}: parameter {name} is {found}, the model expects {tuple(leaf.shape)}.')

@@ -1,0 +1,229 @@
+"""Evaluation protocols: which frames are scored, output alignment, segment carry-over, the CLI's tables."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from estrnn_jax import checkpoints
+from estrnn_jax import evaluate
+from estrnn_jax import images
+from estrnn_jax import model as model_lib
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+class IdentityDeblur(nn.Module):
+  """Outputs each window's centre frame unchanged: scores equal the blurry input's iff frames line up."""
+  past_frames: int = 2
+  future_frames: int = 2
+
+  @nn.compact
+  def __call__(self, frames):
+    scale = self.param('scale', nn.initializers.ones, ())
+    return self.decode(frames) * scale
+
+  def encode(self, frames, state=None):
+    return frames, state
+
+  def decode(self, hs):
+    return hs[:, self.past_frames:hs.shape[1] - self.future_frames]
+
+  def initial_state(self, batch, height, width):
+    return jnp.zeros((batch, height // 4, width // 4, 1))
+
+
+def _index_coded_sequence(num_frames, height=24, width=20):
+  """sharp: flat grey; blur[i]: sharp with its first i + 1 pixels brightened, so blurry PSNR encodes i."""
+  sharp = np.full((num_frames, height, width, 3), 128, np.uint8)
+  blur = sharp.copy().reshape(num_frames, -1)
+  for i in range(num_frames):
+    blur[i, :i + 1] += 20
+  return blur.reshape(sharp.shape), sharp
+
+
+def _decode_index(blur_psnr, height=24, width=20):
+  mse = 10 ** (-np.asarray(blur_psnr) / 10) * 255.0**2
+  return np.rint(mse * height * width * 3 / 400).astype(int) - 1
+
+
+def _reference_loop(num_frames, chunk, past, future):
+  """The official test loop's chunk boundaries, transcribed (start, end)."""
+  start, end, chunks = 0, chunk, []
+  while True:
+    chunks.append((start, end))
+    if end == num_frames:
+      return chunks
+    start = end - future - past
+    end = start + chunk
+    if end > num_frames:
+      end = num_frames
+      start = end - chunk
+
+
+@pytest.mark.parametrize('past,future', [(2, 2), (1, 3), (0, 0)])
+def test_reference_chunks_match_the_official_loop(past, future):
+  for num_frames in range(20, 160):
+    chunks = evaluate.reference_chunks(num_frames, 20, past, future)
+    assert chunks == _reference_loop(num_frames, 20, past, future), num_frames
+    scored = np.concatenate(evaluate.reference_scored_frames(chunks, past, future))
+    np.testing.assert_array_equal(np.sort(scored), np.arange(past, num_frames - future))
+    assert len(scored) == len(set(scored.tolist()))
+
+
+def test_reference_chunks_short_sequence_and_errors():
+  assert evaluate.reference_chunks(7, 20, 2, 2) == [(0, 7)]
+  with pytest.raises(ValueError, match='shorter than one GSA window'):
+    evaluate.reference_chunks(4, 20, 2, 2)
+  with pytest.raises(ValueError, match='must exceed'):
+    evaluate.reference_chunks(40, 4, 2, 2)
+
+
+def test_reference_protocol_scores_frames_2_to_42_once_and_aligned():
+  blur, sharp = _index_coded_sequence(45)
+  evaluator = evaluate.SequenceEvaluator(IdentityDeblur(), {'scale': jnp.ones(())}, protocol='reference')
+  result = evaluator('seq', blur, sharp)
+  np.testing.assert_array_equal(result.frames, np.arange(2, 43))
+  np.testing.assert_array_equal(_decode_index(result.blur_psnr), np.arange(2, 43))
+  np.testing.assert_allclose(result.psnr, result.blur_psnr)  # the output of frame i is scored against sharp i
+  np.testing.assert_allclose(result.ssim, result.blur_ssim)
+
+
+def test_full_protocol_scores_all_45_frames_aligned():
+  blur, sharp = _index_coded_sequence(45, height=22, width=18)  # not multiples of 4: padded and cropped
+  evaluator = evaluate.SequenceEvaluator(IdentityDeblur(), {'scale': jnp.ones(())}, protocol='full',
+                                         chunk_frames=7)
+  result = evaluator('seq', blur, sharp, keep_outputs=True)
+  np.testing.assert_array_equal(result.frames, np.arange(45))
+  np.testing.assert_array_equal(_decode_index(result.blur_psnr, 22, 18), np.arange(45))
+  np.testing.assert_array_equal(result.outputs, blur)
+
+
+@pytest.fixture(scope='module')
+def tiny_model():
+  model = model_lib.ESTRNN(n_features=4, n_blocks=2)
+  init = jax.jit(lambda rng: model.init(rng, jnp.zeros((1, 5, 8, 8, 3)))['params'])
+  return model, init(jax.random.key(0, impl='rbg'))
+
+
+@pytest.fixture(scope='module')
+def random_sequence():
+  rng = np.random.default_rng(0)
+  sharp = rng.integers(0, 256, (26, 30, 46, 3), dtype=np.uint8)  # 30x46: not multiples of 4
+  blur = np.clip(sharp.astype(int) + rng.integers(-30, 31, sharp.shape), 0, 255).astype(np.uint8)
+  return blur, sharp
+
+
+def test_reference_protocol_equals_direct_chunk_calls(tiny_model, random_sequence):
+  model, params = tiny_model
+  blur, sharp = random_sequence
+  evaluator = evaluate.SequenceEvaluator(model, params, protocol='reference', chunk_frames=12)
+  result = evaluator('seq', blur, sharp, keep_outputs=True)
+  np.testing.assert_array_equal(result.frames, np.arange(2, 24))
+  expected = {}
+  apply = jax.jit(lambda x: model.apply({'params': params}, x))
+  for start, end in evaluate.reference_chunks(26, 12, 2, 2):
+    out = np.asarray(apply(images.from_uint8(blur[None, start:end])))[0]
+    for k, frame in enumerate(range(start + 2, end - 2)):
+      expected.setdefault(frame, out[k])
+  expected_u8 = images.to_uint8(np.stack([expected[i] for i in range(2, 24)]))
+  assert np.mean(result.outputs != expected_u8) < 1e-3  # equal up to float ties at .5
+  assert result.outputs.shape == (22, 30, 46, 3)
+
+
+def test_full_protocol_segments_equal_one_pass(tiny_model, random_sequence):
+  model, params = tiny_model
+  blur, sharp = random_sequence
+  one_pass = evaluate.SequenceEvaluator(model, params, protocol='full', chunk_frames=100)
+  segmented = evaluate.SequenceEvaluator(model, params, protocol='full', chunk_frames=6)
+  a = one_pass('seq', blur, sharp, keep_outputs=True)
+  b = segmented('seq', blur, sharp, keep_outputs=True)
+  np.testing.assert_array_equal(a.frames, np.arange(26))
+  np.testing.assert_array_equal(b.frames, np.arange(26))
+  np.testing.assert_allclose(a.psnr, b.psnr, rtol=1e-5)
+  np.testing.assert_allclose(a.loss, b.loss, rtol=1e-4)
+  # One pass over the time-padded sequence is the model itself on [f0, f0, f0..f25, f25, f25].
+  padded = np.concatenate([blur[:1], blur[:1], blur, blur[-1:], blur[-1:]])
+  apply = jax.jit(lambda x: model.apply({'params': params}, x))
+  direct = images.to_uint8(np.asarray(apply(images.from_uint8(padded[None])))[0])
+  assert np.mean(a.outputs != direct) < 1e-3
+
+
+def test_evaluator_rejects_bad_sequences(tiny_model):
+  model, params = tiny_model
+  evaluator = evaluate.SequenceEvaluator(model, params)
+  frames = np.zeros((4, 16, 16, 3), np.uint8)
+  with pytest.raises(ValueError, match="'short' has 4 frames"):
+    evaluator('short', frames, frames)
+  with pytest.raises(ValueError, match='must both be'):
+    evaluator('odd', np.zeros((6, 16, 16, 3), np.uint8), np.zeros((6, 16, 12, 3), np.uint8))
+  with pytest.raises(ValueError, match='protocol'):
+    evaluate.SequenceEvaluator(model, params, protocol='chunks')
+
+
+def test_summary_is_the_mean_over_frames():
+  def result(name, values):
+    values = np.asarray(values, float)
+    return evaluate.SequenceResult(name, np.arange(len(values)), values, values / 100, values, values, values)
+  summary = evaluate.summarize([result('a', [10, 20]), result('b', [40])])
+  assert summary['frames'] == 3 and summary['sequences'] == 2
+  np.testing.assert_allclose(summary['psnr'], 70 / 3)  # not the mean of per-sequence means (27.5)
+
+
+@pytest.fixture(scope='module')
+def tiny_data_dir(tmp_path_factory):
+  """synthetic_blur/tiny, built once per test worker."""
+  from datasets import build  # pylint: disable=g-import-not-at-top
+  data_dir = tmp_path_factory.getbasetemp() / 'tfds_tiny'
+  build.build('synthetic_blur/tiny', data_dir)
+  return data_dir
+
+
+def test_cli_writes_tables_and_frames(tiny_model, tiny_data_dir, tmp_path):
+  model, params = tiny_model
+  checkpoints.save_model(tmp_path / 'model', model, params)
+  out = tmp_path / 'eval'
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2', JAX_PLATFORMS='cpu')
+  proc = subprocess.run(
+      [sys.executable, '-m', 'estrnn_jax.evaluate', '--config=configs/test.py',
+       f'--config.dataset.data_dir={tiny_data_dir}', f'--checkpoint={tmp_path / "model"}', '--split=validation',
+       '--max_sequences=1', f'--output_dir={out}', '--save_frames'],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  results = json.loads((out / 'results.json').read_text())
+  assert results['summary']['sequences'] == 1
+  assert results['summary']['frames'] == 12 - 4  # tiny sequences have 12 frames; the reference skips 2 + 2
+  assert results['info']['protocol'] == 'reference'
+  sequence = results['sequences'][0]
+  assert sequence['frame_index'] == list(range(2, 10))
+  assert 5 < results['summary']['blur_psnr'] < 60
+  rows = (out / 'sequences.csv').read_text().strip().splitlines()
+  assert rows[0].startswith('sequence,frames,psnr,ssim') and len(rows) == 3
+  pngs = sorted((out / 'frames' / sequence['sequence']).glob('*.png'))
+  assert [p.name for p in pngs] == [f'{i:08d}.png' for i in range(2, 10)]
+  assert 'PSNR' in proc.stderr  # per-sequence progress line
+
+
+def test_restore_model_errors(tmp_path):
+  with pytest.raises(FileNotFoundError, match='no such checkpoint'):
+    checkpoints.restore_model(tmp_path / 'missing')
+  (tmp_path / 'empty').mkdir()
+  with pytest.raises(ValueError, match='not a checkpoint'):
+    checkpoints.restore_model(tmp_path / 'empty')
+  (tmp_path / 'weights.npz').write_bytes(b'x')
+  with pytest.raises(ValueError, match='not an official ESTRNN checkpoint'):
+    checkpoints.restore_model(tmp_path / 'weights.npz')
+
+
+def test_restore_model_reads_official_checkpoint(testdata):
+  model, variables = checkpoints.restore_model(testdata / 'fake_ckpt_C4B2.pth.tar')
+  assert (model.n_features, model.n_blocks, model.past_frames, model.future_frames) == (4, 2, 2, 2)
+  frames = np.zeros((1, 5, 8, 8, 3), np.float32)
+  assert model.apply(variables, frames).shape == (1, 1, 8, 8, 3)

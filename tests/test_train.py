@@ -1,0 +1,244 @@
+"""The training loop end to end on `configs/test.py` and the tiny synthetic dataset.
+
+All runs share one persistent compilation cache (`config.compilation_cache_dir`), so the train step compiles once
+per mesh for the whole module.
+"""
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+from jax.experimental.compilation_cache import compilation_cache
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from configs import test as test_config
+from estrnn_jax import checkpoints
+from estrnn_jax import model as model_lib
+from estrnn_jax import sharding
+from estrnn_jax import train
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+STEPS = 40
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  """synthetic_blur/tiny, built once per test worker (through the same path training uses)."""
+  from datasets import build  # pylint: disable=g-import-not-at-top
+  path = tmp_path_factory.getbasetemp() / 'tfds_tiny'
+  build.build('synthetic_blur/tiny', path)
+  return path
+
+
+@pytest.fixture(scope='module')
+def cache_dir(tmp_path_factory):
+  previous = jax.config.jax_compilation_cache_dir
+  path = tmp_path_factory.mktemp('jax_cache')
+  yield path
+  jax.config.update('jax_compilation_cache_dir', previous)
+  compilation_cache.reset_cache()
+
+
+def _make_config(data_dir, cache_dir):
+  """configs/test.py on the module's dataset; no evaluation, no periodic checkpoints (only the final one)."""
+  config = test_config.get_config()
+  config.dataset.data_dir = str(data_dir)
+  config.compilation_cache_dir = str(cache_dir)
+  config.num_train_steps = STEPS
+  config.eval_every_steps = -1
+  config.checkpoint_every_steps = 1000
+  config.log_every_steps = 1
+  return config
+
+
+@pytest.fixture
+def config(data_dir, cache_dir):
+  return _make_config(data_dir, cache_dir)
+
+
+def _params(state):
+  return jax.tree.map(np.asarray, jax.device_get(state.params))
+
+
+def _read_events(workdir):
+  """{tag: {step: value}} for the scalars, and the set of image tags, in the TensorBoard event files."""
+  scalars, image_tags = {}, set()
+  for path in pathlib.Path(workdir).glob('events.out.tfevents.*'):
+    for event in tf.compat.v1.train.summary_iterator(str(path)):
+      for value in event.summary.value:
+        if value.metadata.plugin_data.plugin_name == 'images':
+          image_tags.add(value.tag)
+        elif value.HasField('tensor'):
+          array = tf.make_ndarray(value.tensor)
+          if array.ndim == 0:
+            scalars.setdefault(value.tag, {})[event.step] = float(array)
+  return scalars, image_tags
+
+
+@pytest.fixture(scope='module')
+def unbroken(data_dir, cache_dir, tmp_path_factory):
+  """An uninterrupted STEPS-step run on all 8 devices: (final params, workdir)."""
+  config = _make_config(data_dir, cache_dir)
+  workdir = tmp_path_factory.mktemp('unbroken')
+  state = train.train_and_evaluate(config, workdir)
+  return _params(state), workdir
+
+
+def test_one_step_run_writes_checkpoint_events_and_configs(config, tmp_path):
+  config.num_train_steps = 1
+  config.eval_every_steps = 0  # evaluate at the last step only
+  state = train.train_and_evaluate(config, tmp_path)
+  assert int(state.step) == 1
+
+  step_dir = tmp_path / 'checkpoints' / '1'
+  assert {p.name for p in step_dir.iterdir()} >= {'state', 'data_iter', 'metrics'}
+  assert list((step_dir / 'data_iter').glob('process_0-of-1.json'))
+  model, variables = checkpoints.restore_model(tmp_path, which='best')
+  assert model == train.create_model(config)
+  jax.tree.map(np.testing.assert_array_equal, variables['params'], _params(state))
+
+  saved = checkpoints.model_config(model)
+  assert saved == {'n_features': 4, 'n_blocks': 2, 'past_frames': 2, 'future_frames': 2, 'dtype': 'float32',
+                   'remat': False, 'fold_gsa': True}
+  import json  # pylint: disable=g-import-not-at-top
+  assert json.loads((tmp_path / 'config.json').read_text())['num_train_steps'] == 1
+
+  scalars, image_tags = _read_events(tmp_path)
+  for tag in ('train/loss', 'train/learning_rate', 'train/grad_norm', 'val/psnr', 'val/ssim', 'val/blur_psnr'):
+    assert 1 in scalars[tag], tag
+  assert 'val/blurry|ours|sharp' in image_tags
+  assert 0 < scalars['val/ssim'][1] < 1 and 5 < scalars['val/blur_psnr'][1] < 60
+
+
+def test_short_run_lowers_the_loss(unbroken, config):
+  final_params, workdir = unbroken
+  logged = _read_events(workdir)[0]['train/loss']
+  assert sorted(logged) == list(range(1, STEPS + 1))
+  # The same held-out windows before and after the STEPS updates.
+  from estrnn_jax import input_pipeline, losses  # pylint: disable=g-import-not-at-top
+  batch = next(input_pipeline.create_train_iterator(
+      dataset=config.dataset.name, data_dir=config.dataset.data_dir, split='validation', global_batch_size=8,
+      frames=config.dataset.frames, past_frames=2, future_frames=2, crop_size=config.dataset.crop_size, seed=1))
+  model = train.create_model(config)
+  initial_params = jax.jit(lambda rng: model.init(rng, jnp.zeros((1, 5, 8, 8, 3)))['params'])(
+      train.init_rng(config.seed))
+  loss = jax.jit(lambda p: losses.charbonnier_color(model.apply({'params': p}, batch['blur']), batch['sharp']))
+  before, after = float(loss(initial_params)), float(loss(final_params))
+  assert after < 0.8 * before, (before, after)
+
+
+def test_resumed_run_equals_unbroken_run(unbroken, config, tmp_path):
+  expected, _ = unbroken
+  config.num_train_steps = STEPS // 2
+  train.train_and_evaluate(config, tmp_path)
+  assert (tmp_path / 'checkpoints' / str(STEPS // 2)).is_dir()
+  config.num_train_steps = STEPS
+  resumed = train.train_and_evaluate(config, tmp_path)  # picks up the model and the data stream
+  assert int(resumed.step) == STEPS
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), _params(resumed), expected)
+
+
+def test_one_device_equals_eight_devices(config, tmp_path):
+  config.num_train_steps = 3
+  assert jax.device_count() == 8
+  eight = train.train_and_evaluate(config, tmp_path / 'eight')
+  one = train.train_and_evaluate(config, tmp_path / 'one', mesh=sharding.make_mesh(jax.devices()[:1]))
+  assert eight.params['cell']['F_B0']['kernel'].sharding.mesh.devices.size == 8
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), _params(one), _params(eight))
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(config, tmp_path, monkeypatch):
+  config.checkpoint_every_steps = 1
+  original = sharding.shard_batch
+  calls = []
+
+  def poisoned(batch, mesh):
+    calls.append(1)
+    if len(calls) == 3:
+      batch = dict(batch, blur=np.full_like(batch['blur'], np.nan))
+    return original(batch, mesh)
+
+  monkeypatch.setattr(sharding, 'shard_batch', poisoned)
+  with pytest.raises(FloatingPointError, match=r'diverged at step 3: .*loss=nan.*last good checkpoint \(step 2\)'):
+    train.train_and_evaluate(config, tmp_path)
+  assert sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir() if p.name.isdigit()) == [1, 2]
+  _, variables = checkpoints.restore_model(tmp_path)
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(variables['params']))
+
+
+def test_sigterm_saves_a_usable_checkpoint(data_dir, cache_dir, tmp_path):
+  workdir = tmp_path / 'run'
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8', JAX_PLATFORMS='cpu')
+  proc = subprocess.Popen(
+      [sys.executable, '-m', 'estrnn_jax.main', '--config=configs/test.py', f'--workdir={workdir}',
+       f'--config.dataset.data_dir={data_dir}', f'--config.compilation_cache_dir={cache_dir}',
+       '--config.num_train_steps=100000', '--config.checkpoint_every_steps=100000', '--config.eval_every_steps=-1'],
+      cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  log = []
+  try:
+    deadline = time.time() + 240
+    for line in proc.stderr:
+      log.append(line)
+      if 'Finished step 1 ' in line:
+        proc.send_signal(signal.SIGTERM)
+        break
+      assert time.time() < deadline, ''.join(log[-30:])
+    log.extend(proc.stderr)
+    assert proc.wait(timeout=120) == 0, ''.join(log[-30:])
+  finally:
+    proc.kill()
+  assert any('SIGTERM received' in line for line in log)
+  steps = [int(p.name) for p in (workdir / 'checkpoints').iterdir() if p.name.isdigit()]
+  assert len(steps) == 1 and 1 <= steps[0] < 100000
+  model, variables = checkpoints.restore_model(workdir)
+  assert model.n_features == 4
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(variables['params']))
+
+
+def test_forward_unrolled_equals_model_call():
+  model = model_lib.ESTRNN(n_features=4, n_blocks=2, remat=True)
+  frames = jnp.asarray(np.random.default_rng(0).uniform(-0.5, 0.5, (2, 6, 18, 22, 3)), jnp.float32)
+  params = jax.jit(model.init)(train.init_rng(0), frames)['params']
+  direct = jax.jit(lambda p, x: model.apply({'params': p}, x))(params, frames)
+  unrolled = jax.jit(lambda p, x: train.forward(model, p, x, unroll=True))(params, frames)
+  assert unrolled.shape == (2, 2, 18, 22, 3)
+  np.testing.assert_allclose(unrolled, direct, atol=1e-6)
+
+
+def test_learning_rate_schedules(config):
+  config.num_train_steps = 1000
+  config.optimizer.learning_rate = 1e-3
+  config.optimizer.end_learning_rate = 1e-8
+  config.optimizer.schedule = 'cosine'
+  config.optimizer.steps_per_epoch = 0
+  smooth = train.create_learning_rate_schedule(config)
+  np.testing.assert_allclose([smooth(0), smooth(500), smooth(1000)], [1e-3, (1e-3 + 1e-8) / 2, 1e-8], rtol=1e-5)
+  config.optimizer.steps_per_epoch = 100  # 10 epochs, the rate held within each (the reference's per-epoch step)
+  per_epoch = train.create_learning_rate_schedule(config)
+  assert per_epoch(0) == per_epoch(99) == 1e-3
+  expected_epoch_5 = 1e-8 + (1e-3 - 1e-8) * (1 + np.cos(np.pi * 5 / 10)) / 2
+  np.testing.assert_allclose([per_epoch(500), per_epoch(599)], [expected_epoch_5] * 2, rtol=1e-5)
+  config.optimizer.schedule = 'step'
+  config.optimizer.milestones = (200, 400)
+  step = train.create_learning_rate_schedule(config)
+  np.testing.assert_allclose([step(199), step(200), step(399), step(400), step(999)],
+                             [1e-3, 5e-4, 5e-4, 2.5e-4, 2.5e-4], rtol=1e-6)
+  config.optimizer.warmup_steps = 10
+  warm = train.create_learning_rate_schedule(config)
+  np.testing.assert_allclose([warm(0), warm(5), warm(10)], [0, 5e-4, 1e-3], rtol=1e-6)
+  config.optimizer.schedule = 'linear'
+  with pytest.raises(ValueError, match="'cosine', 'step' or 'constant'"):
+    train.create_learning_rate_schedule(config)
+
+
+def test_batch_size_must_split_over_devices(config, tmp_path):
+  config.batch_size = 12
+  with pytest.raises(ValueError, match='batch_size=12 is not divisible by the 8 devices'):
+    train.train_and_evaluate(config, tmp_path)
