@@ -4,12 +4,16 @@ Command (from the repository root):
 
   python -m estrnn_jax.main --config=configs/default.py --workdir=/tmp/estrnn_default
 
-The first run builds `synthetic_blur/small` (128x128 frames, 40/8/8 train/validation/test sequences of 24
-frames; about a minute) into `~/tensorflow_datasets` (or `--config.dataset.data_dir`). Every other config in this
-folder starts from this one and overrides what differs; every field is commented here.
+The first run builds `synthetic_blur/small_3ms24ms` (128x128 frames with the strongest of the three synthetic
+blur settings, 40/8/8 train/validation/test sequences of 24 frames; about a minute on 2 cores) into
+`~/tensorflow_datasets` (or `--config.dataset.data_dir`). Every other config in this folder starts from this one
+and overrides what differs; every field is commented here.
 
-Hardware it was sized for: 2 CPU cores. Expect the validation PSNR to rise clearly above the blurry input's
-within about 10 minutes (measured: see the README's training section); on a GPU it takes well under a minute.
+Hardware it was sized for: 2 CPU cores, where it runs ~2.1 steps/s (1000 steps in about 8 minutes).
+Measured there (seed 0, validation, reference protocol, 4 sequences): after 1000 steps the model reaches
+PSNR 23.71 dB against the blurry input's 23.99 dB, up from ~21 dB after 300 steps: it is still learning the
+identity. ESTRNN has no skip from the input (it predicts the sharp frame, as the paper), so on a CPU a clear gain
+over the blurry input needs a longer run than 10 minutes (raise `--config.num_train_steps`; not yet measured).
 """
 
 import ml_collections

@@ -73,7 +73,31 @@ def multi_process_environment() -> str | None:
     return 'Cloud TPU (multi-host)'
   if env.get('MEGASCALE_COORDINATOR_ADDRESS'):
     return 'Cloud TPU (multi-slice)'
+  # A TPU VM outside GKE does not export the worker list; its metadata server holds it (as JAX's own
+  # cluster detection reads it). Asked only on machines with TPU devices, with a short timeout.
+  if _cloud_tpu_worker_count() > 1:
+    return 'Cloud TPU (multi-host, from metadata)'
   return None
+
+
+_TPU_DEVICE_GLOBS = ('/dev/accel*', '/dev/vfio/[0-9]*')
+_TPU_WORKERS_URL = ('http://metadata.google.internal/computeMetadata/v1/instance/attributes/'
+                    'worker-network-endpoints')
+
+
+def _cloud_tpu_worker_count(timeout_s: float = 2.0) -> int:
+  """Number of workers of this Cloud TPU VM's slice per the GCE metadata server; 0 when not on a TPU VM."""
+  import glob  # pylint: disable=g-import-not-at-top
+  import urllib.request  # pylint: disable=g-import-not-at-top
+  if not any(glob.glob(pattern) for pattern in _TPU_DEVICE_GLOBS):
+    return 0
+  request = urllib.request.Request(_TPU_WORKERS_URL, headers={'Metadata-Flavor': 'Google'})
+  try:
+    with urllib.request.urlopen(request, timeout=timeout_s) as response:
+      endpoints = response.read().decode()
+  except OSError:
+    return 0
+  return len([e for e in endpoints.split(',') if e.strip()])
 
 
 def initialize_distributed(mode: str) -> None:
