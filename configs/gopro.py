@@ -23,56 +23,14 @@ B9C60 30.12 dB / 0.8837 (Table 2). The blurry input scores 25.47 / 0.785 (Table 
 
 import ml_collections
 
-from configs import default as default_lib
 from configs import recipes
 
 TRAIN_SEQUENCES, TRAIN_FRAMES = 22, 2103
-EPOCHS = 500
-MILESTONE_EPOCHS = (200, 400)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """GOPRO config for `arg` = '<model size>[,runlocal]' (see module docstring)."""
-  _, size, runlocal = recipes.parse_arg(arg)
-  config = default_lib.get_config()
-  config.seed = 39
-  config.batch_size = 4
-
-  recipes.set_model_size(config, size)
-  config.model.past_frames = 2
-  config.model.future_frames = 2
-
-  config.dataset.name = 'gopro/blur_gamma_960x540'
-  config.dataset.frames = 8
-  config.dataset.crop_size = 256
-  config.dataset.num_workers = 8
-
-  config.loss = 'mse'
-  steps_per_epoch = recipes.steps_per_epoch(
-      total_frames=TRAIN_FRAMES, num_sequences=TRAIN_SEQUENCES, frames=config.dataset.frames,
-      batch_size=config.batch_size, drop_last=False)  # 488
-  config.num_train_steps = EPOCHS * steps_per_epoch  # 244,000
-  config.optimizer.b1, config.optimizer.b2, config.optimizer.eps = 0.9, 0.999, 1e-8  # Adam, as the reference
-  config.optimizer.warmup_steps = 0
-  config.optimizer.learning_rate = 1e-4
-  config.optimizer.schedule = 'step'
-  config.optimizer.milestones = tuple(e * steps_per_epoch for e in MILESTONE_EPOCHS)  # (97,600, 195,200)
-  config.optimizer.decay_factor = 0.5
-  config.optimizer.steps_per_epoch = steps_per_epoch
-  config.optimizer.grad_clip_norm = 20.0
-
-  config.eval.split = 'test'
-  config.eval.test_split = 'test'
-  config.eval.protocol = 'reference'
-  config.eval.max_sequences = 0
-  config.eval.rounding = 'truncate'
-
-  config.log_every_steps = 100
-  config.eval_every_steps = 20 * steps_per_epoch
-  config.checkpoint_every_steps = 2 * steps_per_epoch
-  config.keep_checkpoints = 3
-  config.keep_best_checkpoints = 1
-
-  if runlocal:
-    recipes.apply_runlocal(config)
-  return config
+  # 488 steps per epoch: 244,000 steps, milestones at steps 97,600 and 195,200.
+  return recipes.gopro_reds_recipe(
+      arg, dataset='gopro/blur_gamma_960x540', train_frames=TRAIN_FRAMES,
+      train_sequences=TRAIN_SEQUENCES, eval_split='test', eval_every_epochs=20, checkpoint_every_epochs=2)

@@ -44,6 +44,59 @@ def steps_per_epoch(*, total_frames: int, num_sequences: int, frames: int, batch
   return samples // batch_size if drop_last else math.ceil(samples / batch_size)
 
 
+def gopro_reds_recipe(arg: str | None, *, dataset: str, train_frames: int, train_sequences: int,
+                               eval_split: str, eval_every_epochs: int, checkpoint_every_epochs: int
+                               ) -> ml_collections.ConfigDict:
+  """The paper's GOPRO/REDS recipe: Adam lr 1e-4 halved at epochs 200 and 400 of 500, batch 4, 8-frame windows,
+  256x256 crops, MSE, clip 20, seed 39 (the reference keeps the last partial batch of an epoch).
+
+  `arg` is '<model size>[,runlocal]'; the dataset's train split has `train_frames` frames in `train_sequences`.
+  """
+  from configs import default as default_lib  # pylint: disable=g-import-not-at-top
+  _, size, runlocal = parse_arg(arg)
+  config = default_lib.get_config()
+  config.seed = 39
+  config.batch_size = 4
+
+  set_model_size(config, size)
+  config.model.past_frames = 2
+  config.model.future_frames = 2
+
+  config.dataset.name = dataset
+  config.dataset.frames = 8
+  config.dataset.crop_size = 256
+  config.dataset.num_workers = 8
+
+  config.loss = 'mse'
+  epoch = steps_per_epoch(total_frames=train_frames, num_sequences=train_sequences, frames=config.dataset.frames,
+                          batch_size=config.batch_size, drop_last=False)
+  config.num_train_steps = 500 * epoch
+  config.optimizer.b1, config.optimizer.b2, config.optimizer.eps = 0.9, 0.999, 1e-8  # Adam, as the reference
+  config.optimizer.warmup_steps = 0
+  config.optimizer.learning_rate = 1e-4
+  config.optimizer.schedule = 'step'
+  config.optimizer.milestones = (200 * epoch, 400 * epoch)
+  config.optimizer.decay_factor = 0.5
+  config.optimizer.steps_per_epoch = epoch
+  config.optimizer.grad_clip_norm = 20.0
+
+  config.eval.split = eval_split
+  config.eval.test_split = eval_split
+  config.eval.protocol = 'reference'
+  config.eval.max_sequences = 0
+  config.eval.rounding = 'truncate'
+
+  config.log_every_steps = 100
+  config.eval_every_steps = eval_every_epochs * epoch
+  config.checkpoint_every_steps = checkpoint_every_epochs * epoch
+  config.keep_checkpoints = 3
+  config.keep_best_checkpoints = 1
+
+  if runlocal:
+    apply_runlocal(config)
+  return config
+
+
 def apply_runlocal(config: ml_collections.ConfigDict) -> None:
   """Shrinks a paper config to prove the whole path works on a laptop (same model, tiny everything else)."""
   config.batch_size = 2
