@@ -65,6 +65,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.optimizer.end_learning_rate = 1e-8
   config.optimizer.steps_per_epoch = steps_per_epoch
   config.optimizer.grad_clip_norm = 20.0
+  config.unroll_time = False  # sized for accelerators: the cell runs as a scan (see configs/default.py)
 
   config.eval.split = 'validation'
   config.eval.test_split = 'test'

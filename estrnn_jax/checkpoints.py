@@ -18,6 +18,7 @@ optimiser state.
 """
 
 from collections.abc import Mapping
+import dataclasses
 import json
 from typing import Any
 import uuid
@@ -38,17 +39,16 @@ STATE_ITEM = 'state'
 DATA_ITER_ITEM = 'data_iter'
 BEST_METRIC = 'val_psnr'  # Higher is better; recorded with every checkpoint written after an evaluation.
 
-_MODEL_FIELDS = ('n_features', 'n_blocks', 'past_frames', 'future_frames', 'dtype', 'remat', 'fold_gsa')
+# ESTRNN's own dataclass fields (flax's `parent` and `name` excluded).
+_MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(model_lib.ESTRNN) if f.name not in ('parent', 'name'))
 _TORCH_SUFFIXES = ('.pth', '.pth.tar', '.pt', '.tar')
 
 
 def model_config(model: model_lib.ESTRNN) -> dict[str, Any]:
-  """The ESTRNN fields as JSON-able values (dtype by name)."""
-  return {
-      'n_features': int(model.n_features), 'n_blocks': int(model.n_blocks),
-      'past_frames': int(model.past_frames), 'future_frames': int(model.future_frames),
-      'dtype': jnp.dtype(model.dtype).name, 'remat': bool(model.remat), 'fold_gsa': bool(model.fold_gsa),
-  }
+  """ESTRNN's fields as JSON-able values, dtype by name: {'n_features': 16, ..., 'dtype': 'float32', ...}."""
+  fields = {name: getattr(model, name) for name in _MODEL_FIELDS}
+  fields['dtype'] = jnp.dtype(fields['dtype']).name
+  return fields
 
 
 def model_from_config(fields: Mapping[str, Any], *, source: str = 'model config') -> model_lib.ESTRNN:

@@ -204,7 +204,8 @@ class SequenceEvaluator:
 
       def decode(params, hs, blur, sharp):
         height, width = sharp.shape[-3], sharp.shape[-2]
-        out = model.apply({'params': params}, hs, method='decode')[..., :height, :width, :]
+        centre_frames, _ = model_lib.pad_to_multiple(blur, 4)
+        out = model.apply({'params': params}, hs, centre_frames, method='decode')[..., :height, :width, :]
         return score_frames(out, blur, sharp, loss_fn, rounding)
 
       self._encode = jax.jit(encode, compiler_options=options)

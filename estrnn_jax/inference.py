@@ -5,7 +5,8 @@ recurrent cell (paper Sec. 3.1, `ESTRNN.step`) on the new frames and GSA + recon
 `ESTRNN.decode`) on every window that became complete. Output frame t needs the features h_{t-past} ...
 h_{t+future}, so it comes out `future_frames` frames after frame t went in (plus up to `group_size - 1` frames
 of grouping); `flush()` emits the rest at the end. The device state is the hidden state s (N, H/4, W/4, C) and a
-fixed-size buffer of the last `past + future` features h (N, past + future, H/4, W/4, 5C), updated by one
+fixed-size buffer of the last `past + future` features h (N, past + future, H/4, W/4, 5C) (and, for a
+`residual` model, of the last `future` input frames, whose outputs are still pending), updated by one
 jitted function that compiles once per frame size and to which the state is donated (XLA reuses its buffers);
 nothing grows with the video's length.
 
@@ -164,7 +165,7 @@ class StreamingDeblurrer:
     self._num_real = 0          # real frames pushed into the model
     self._num_steps = 0         # frame slots processed (real + end padding)
     self._num_emitted = 0
-    self.carry = None           # device state: (hidden state, feature buffer, started flag)
+    self.carry = None           # device state: (hidden state, feature buffer, frame buffer, started flag)
 
   @property
   def delay(self) -> int:
@@ -246,9 +247,11 @@ class StreamingDeblurrer:
     self._weights = jnp.asarray(blend_weights(self._grid, self._tile_overlap)) if self._grid.num_tiles > 1 else None
     n, m = self._grid.num_tiles, self.model
     th, tw = self._grid.tile_height // 4, self._grid.tile_width // 4
+    pending_frames = m.future_frames if m.residual else 0
     self.carry = (
         jnp.zeros((n, th, tw, m.n_features), m.dtype),                              # hidden state s
         jnp.zeros((n, self._context_len, th, tw, 5 * m.n_features), m.dtype),       # last past+future h
+        jnp.zeros((n, pending_frames, 4 * th, 4 * tw, 3), jnp.float32),              # last future frames
         jnp.zeros((), jnp.bool_),                                                    # buffer filled yet?
     )
 
@@ -285,16 +288,18 @@ def num_traces() -> int:
   return _num_traces
 
 
-def _stream_step(variables, state, context, started, frames, valid, *, model: model_lib.ESTRNN):
+def _stream_step(variables, state, context, pending, started, frames, valid, *, model: model_lib.ESTRNN):
   """The streaming algorithm on a batch of independent streams (one per tile).
 
   Args:
     state: hidden states s, (N, h, w, C); context: the last past+future features h, (N, K, h, w, 5C).
+    pending: the last `future` input frames (N, future, 4h, 4w, 3) for a `residual` model, else (N, 0, ...):
+      the centres of this call's first outputs.
     started: False before the first frame (the context is then filled with h_0).
     frames: (N, G, 4h, 4w, 3) float32; valid: (G,) bool (False: end padding, the cell is skipped and the
       last real h repeated).
   Returns:
-    (state, context, outputs (N, G, 4h, 4w, 3) float32 for the centres `t - future` of the G slots t).
+    (state, context, pending, outputs (N, G, 4h, 4w, 3) float32 for the centres `t - future` of the G slots t).
   """
   context_len = context.shape[1]
 
@@ -318,8 +323,11 @@ def _stream_step(variables, state, context, started, frames, valid, *, model: mo
   # Before the first frame the window is padded with h_0 (see the module docstring).
   context = jnp.where(started, context, jnp.broadcast_to(hs[:, :1], context.shape))
   window = jnp.concatenate([context, hs], axis=1)                                 # (N, K + G, h, w, 5C)
-  out = model.apply(variables, window, method=model_lib.ESTRNN.decode)           # (N, G, 4h, 4w, 3)
-  return state, window[:, window.shape[1] - context_len:], out
+  inputs = jnp.concatenate([pending, frames], axis=1)    # frames t - future ... t_last (or just the G frames)
+  centres = inputs[:, :frames.shape[1]] if model.residual else None
+  out = model.apply(variables, window, centres, method=model_lib.ESTRNN.decode)  # (N, G, 4h, 4w, 3)
+  return (state, window[:, window.shape[1] - context_len:], inputs[:, inputs.shape[1] - pending.shape[1]:],
+          out)
 
 
 def _group_step(variables, carry, frames, valid, weights, *, model: model_lib.ESTRNN, grid: TileGrid):
@@ -331,28 +339,29 @@ def _group_step(variables, carry, frames, valid, weights, *, model: model_lib.ES
   """
   global _num_traces
   _num_traces += 1
-  state, context, started = carry
+  state, context, pending, started = carry
   valid = jnp.asarray(valid)
   height, width = frames.shape[1:3]
   padded, _ = model_lib.pad_to_multiple(frames, 4)
   th, tw = grid.tile_height, grid.tile_width
   step = functools.partial(_stream_step, variables, started=started, valid=valid, model=model)
   if grid.num_tiles == 1:
-    state, context, out = step(state, context, frames=padded[None])
-    return (state, context, jnp.ones((), jnp.bool_)), out[0, :, :height, :width]
+    state, context, pending, out = step(state, context, pending, frames=padded[None])
+    return (state, context, pending, jnp.ones((), jnp.bool_)), out[0, :, :height, :width]
 
   tiles = jnp.stack([padded[:, y:y + th, x:x + tw] for y, x in grid.origins])    # (n, G, th, tw, 3)
 
   def one_tile(args):
-    tile_state, tile_context, tile_frames = args
-    tile_state, tile_context, tile_out = step(tile_state[None], tile_context[None], frames=tile_frames[None])
-    return tile_state[0], tile_context[0], tile_out[0]
+    tile_state, tile_context, tile_pending, tile_frames = args
+    tile_state, tile_context, tile_pending, tile_out = step(tile_state[None], tile_context[None],
+                                                            tile_pending[None], frames=tile_frames[None])
+    return tile_state[0], tile_context[0], tile_pending[0], tile_out[0]
 
-  state, context, out = lax.map(one_tile, (state, context, tiles))
+  state, context, pending, out = lax.map(one_tile, (state, context, pending, tiles))
   blended = jnp.zeros((frames.shape[0], grid.height, grid.width, 3), out.dtype)
   for k, (y, x) in enumerate(grid.origins):
     blended = blended.at[:, y:y + th, x:x + tw].add(out[k] * weights[k])
-  return (state, context, jnp.ones((), jnp.bool_)), blended[:, :height, :width]
+  return (state, context, pending, jnp.ones((), jnp.bool_)), blended[:, :height, :width]
 
 
 @functools.cache

@@ -3,8 +3,11 @@ r"""Trains ESTRNN: `python -m estrnn_jax.main --config=configs/default.py --work
 Config fields can be overridden on the command line (`--config.num_train_steps=100 --config.batch_size=16`).
 Run the same command on every host of a multi-host setup (TPU pod slice, SLURM, ...); `jax.distributed` is
 initialised automatically when such an environment is detected (`--distributed` forces it on or off). A run
-whose workdir already holds checkpoints resumes from the latest one.
+whose workdir already holds checkpoints resumes from the latest one. Orbax's INFO lines (dozens per checkpoint)
+are hidden unless `--verbosity=1`; its warnings and errors always show.
 """
+
+import logging as std_logging
 
 from absl import app
 from absl import flags
@@ -23,9 +26,18 @@ _DISTRIBUTED = flags.DEFINE_enum(
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
+class _HideOrbaxInfo(std_logging.Filter):
+  """Drops Orbax's INFO records (its warnings and errors pass)."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname.replace('\\', '/')
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if logging.get_verbosity() < 1:
+    logging.get_absl_logger().addFilter(_HideOrbaxInfo())
   sharding.initialize_distributed(_DISTRIBUTED.value)
   sharding.hide_accelerators_from_tensorflow()
 

@@ -59,9 +59,10 @@ def _per_frame_calls(model: model_lib.ESTRNN, height: int, width: int):
   state = jax.ShapeDtypeStruct((1, height // 4, width // 4, c), jnp.float32)
   frame = jax.ShapeDtypeStruct((1, height, width, 3), jnp.float32)
   hs = jax.ShapeDtypeStruct((1, model.num_frames, height // 4, width // 4, 5 * c), jnp.float32)
+  centre = jax.ShapeDtypeStruct((1, 1, height, width, 3), jnp.float32)
   step = lambda v, s, x: model.apply(v, s, x, method=model_lib.ESTRNN.step)
-  decode = lambda v, h: model.apply(v, h, method=model_lib.ESTRNN.decode)
-  return [(step, (variables, state, frame)), (decode, (variables, hs))]
+  decode = lambda v, h, x: model.apply(v, h, x, method=model_lib.ESTRNN.decode)
+  return [(step, (variables, state, frame)), (decode, (variables, hs, centre))]
 
 
 def layer_macs(model: model_lib.ESTRNN, height: int, width: int) -> tuple[int, int, dict[str, int]]:

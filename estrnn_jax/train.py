@@ -57,7 +57,8 @@ class TrainState:
 def create_model(config: ml_collections.ConfigDict) -> model_lib.ESTRNN:
   """ESTRNN from `config.model` (dtype by name: 'float32' or 'bfloat16')."""
   return checkpoints.model_from_config(
-      {k: config.model[k] for k in ('n_features', 'n_blocks', 'past_frames', 'future_frames', 'dtype', 'remat')},
+      {k: config.model[k] for k in ('n_features', 'n_blocks', 'past_frames', 'future_frames', 'dtype', 'remat',
+                                    'residual')},
       source='config.model')
 
 
@@ -157,7 +158,8 @@ def forward(model: model_lib.ESTRNN, params: Any, frames: jax.Array, *, unroll: 
   for t in range(padded.shape[1]):
     state, h = cell(params, state, padded[:, t])
     hs.append(h)
-  outputs = model.apply({'params': params}, jnp.stack(hs, axis=1), method=model_lib.ESTRNN.decode)
+  centre_frames = padded[:, model.past_frames:padded.shape[1] - model.future_frames]
+  outputs = model.apply({'params': params}, jnp.stack(hs, axis=1), centre_frames, method=model_lib.ESTRNN.decode)
   return outputs[:, :, :height, :width, :]
 
 

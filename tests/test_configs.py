@@ -37,6 +37,8 @@ def test_every_config_has_the_common_fields_and_the_same_schema():
     assert config.batch_size > 0 and config.num_train_steps > 0
     assert config.dataset.frames > config.model.past_frames + config.model.future_frames
     assert config.dataset.crop_size % 4 == 0
+    # Only the laptop-sized synthetic configs use the residual output; paper configs are the paper's model.
+    assert config.model.residual == (config.dataset.name.startswith('synthetic_blur/')), name
 
 
 def _flat_keys(config, prefix=''):
@@ -52,7 +54,7 @@ def _flat_keys(config, prefix=''):
 def test_bsd_recipe(setting, size, features, blocks):
   config = bsd.get_config(f'{setting},{size}')
   assert config.dataset.name == f'bsd/{setting}'
-  assert (config.model.n_features, config.model.n_blocks) == (features, blocks)
+  assert (config.model.n_features, config.model.n_blocks, config.model.residual) == (features, blocks, False)
   assert (config.model.past_frames, config.model.future_frames) == (2, 2)
   assert config.seed == 39 and config.batch_size == 8
   assert config.dataset.frames == 8 and config.dataset.crop_size == 256
@@ -60,7 +62,7 @@ def test_bsd_recipe(setting, size, features, blocks):
   opt = config.optimizer
   assert (opt.b1, opt.b2, opt.eps) == (0.9, 0.999, 1e-8)
   assert opt.learning_rate == 5e-4 and opt.schedule == 'cosine' and opt.end_learning_rate == 1e-8
-  assert opt.warmup_steps == 0 and config.model.dtype == 'float32'
+  assert opt.warmup_steps == 0 and config.model.dtype == 'float32' and not config.unroll_time
   assert opt.grad_clip_norm == 20.0
   # 60 sequences x (100 - 8 + 1) windows = 5580 samples, 697 full batches of 8 per epoch, 500 epochs.
   assert opt.steps_per_epoch == 697
@@ -76,7 +78,7 @@ def test_bsd_recipe(setting, size, features, blocks):
 def test_gopro_and_reds_recipe(module, dataset, steps_per_epoch, eval_split, size, features, blocks):
   config = module.get_config(size)
   assert config.dataset.name == dataset
-  assert (config.model.n_features, config.model.n_blocks) == (features, blocks)
+  assert (config.model.n_features, config.model.n_blocks, config.model.residual) == (features, blocks, False)
   assert config.seed == 39 and config.batch_size == 4
   assert config.dataset.frames == 8 and config.dataset.crop_size == 256
   assert config.loss == 'mse'
@@ -95,6 +97,7 @@ def test_config_arguments():
   local = bsd.get_config('3ms24ms,b9c60,runlocal')
   assert local.dataset.name == 'bsd/3ms24ms' and local.model.n_blocks == 9
   assert local.batch_size == 2 and local.num_train_steps == 20 and local.dataset.crop_size == 64
+  assert local.unroll_time
   with pytest.raises(ValueError, match="unexpected or repeated 'b15c60'"):
     bsd.get_config('2ms16ms,b15c60')
   with pytest.raises(ValueError, match="unexpected or repeated '2ms16ms'"):

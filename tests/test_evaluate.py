@@ -33,7 +33,7 @@ class IdentityDeblur(nn.Module):
   def encode(self, frames, state=None):
     return frames, state
 
-  def decode(self, hs):
+  def decode(self, hs, centre_frames=None):  # pylint: disable=unused-argument
     return hs[:, self.past_frames:hs.shape[1] - self.future_frames]
 
   def initial_state(self, batch, height, width):

@@ -129,6 +129,22 @@ def test_tile_covering_the_frame_equals_untiled(tiny):
   np.testing.assert_array_equal(tiled, untiled)
 
 
+@pytest.mark.parametrize('group_size,tile', [(1, None), (3, None), (2, 16)])
+def test_residual_model_adds_each_input_frame_to_its_output(tiny, group_size, tile):
+  """Streaming buffers the `future` frames whose outputs are pending: every output gets its own input frame."""
+  model, variables, _, _, _ = tiny
+  clip = _random_clip((7, 22, 30, 3), seed=4)
+  residual = model.clone(residual=True)
+  plain = inference.deblur_video(model, variables, clip, group_size=group_size, tile=tile, tile_overlap=4)
+  out = inference.deblur_video(residual, variables, clip, group_size=group_size, tile=tile, tile_overlap=4)
+  np.testing.assert_allclose(out, plain + clip, atol=1e-5, rtol=0)   # edge frames included
+  if tile is None:   # tiles see less context than the whole frame
+    np.testing.assert_allclose(out[2:-2], _jitted(residual)(variables, clip[None])[0], atol=1e-5, rtol=0)
+  deblurrer = inference.StreamingDeblurrer(residual, variables, tile=tile, tile_overlap=4)
+  streamed = np.concatenate([deblurrer.push(frame) for frame in clip] + [deblurrer.flush()])
+  np.testing.assert_allclose(streamed, out, atol=1e-5, rtol=0)
+
+
 def test_tiling_is_close_to_untiled(tiny):
   model, variables, clips, _, _ = tiny
   clip = clips[0]   # 32x48 -> 6 tiles of 24x24
@@ -140,8 +156,9 @@ def test_tiling_is_close_to_untiled(tiny):
   assert diff.max() > 0   # tiles really were processed separately
   deblurrer = inference.StreamingDeblurrer(model, variables, tile=24, tile_overlap=8, group_size=4)
   first = deblurrer.push(clip)
-  state, context, _ = deblurrer.carry
+  state, context, pending, _ = deblurrer.carry
   assert state.shape == (6, 6, 6, 4) and context.shape == (6, 4, 6, 6, 20)   # one stream per tile
+  assert pending.shape == (6, 0, 24, 24, 3)   # no frame buffer without the residual skip
   np.testing.assert_allclose(np.concatenate([first, deblurrer.flush()]), tiled, atol=1e-6, rtol=0)
 
 

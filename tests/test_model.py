@@ -96,6 +96,21 @@ def test_odd_frame_sizes_are_padded_and_cropped(tiny):
     model.apply(variables, frames, method=model_lib.ESTRNN.encode)
 
 
+def test_residual_adds_the_centre_input_frames(tiny):
+  model, variables, _ = tiny
+  frames = jax.random.uniform(jax.random.key(3), (2, 6, 30, 42, 3), minval=-0.5, maxval=0.5)  # padded inside
+  residual = model.clone(residual=True)
+  plain_out = apply(model, variables, frames)
+  out = apply(residual, variables, frames)   # same parameters: the skip adds none
+  assert out.shape == plain_out.shape == (2, 2, 30, 42, 3)
+  np.testing.assert_allclose(out, plain_out + frames[:, 2:4], atol=1e-6, rtol=0)
+  hs, _ = apply(model, variables, frames[:, :, :28, :40], method=model_lib.ESTRNN.encode)
+  with pytest.raises(ValueError, match='needs the centre input frames'):
+    residual.apply(variables, hs, method=model_lib.ESTRNN.decode)
+  with pytest.raises(ValueError, match=r'centre_frames has shape \(2, 6, 28, 40, 3\); expected \(2, 2, 28, 40, 3\)'):
+    residual.apply(variables, hs, frames[:, :, :28, :40], method=model_lib.ESTRNN.decode)
+
+
 def test_aligned_frames_are_not_padded():
   frames = jnp.zeros((1, 5, 32, 48, 3))
   padded, size = model_lib.pad_to_multiple(frames, 4)
