@@ -323,11 +323,12 @@ def _stream_step(variables, state, context, pending, started, frames, valid, *, 
   # Before the first frame the window is padded with h_0 (see the module docstring).
   context = jnp.where(started, context, jnp.broadcast_to(hs[:, :1], context.shape))
   window = jnp.concatenate([context, hs], axis=1)                                 # (N, K + G, h, w, 5C)
-  inputs = jnp.concatenate([pending, frames], axis=1)    # frames t - future ... t_last (or just the G frames)
-  centres = inputs[:, :frames.shape[1]] if model.residual else None
+  centres = None
+  if model.residual:   # the output of slot t is frame t - future's correction: keep the last `future` frames
+    inputs = jnp.concatenate([pending, frames], axis=1)                           # (N, future + G, 4h, 4w, 3)
+    centres, pending = inputs[:, :frames.shape[1]], inputs[:, frames.shape[1]:]
   out = model.apply(variables, window, centres, method=model_lib.ESTRNN.decode)  # (N, G, 4h, 4w, 3)
-  return (state, window[:, window.shape[1] - context_len:], inputs[:, inputs.shape[1] - pending.shape[1]:],
-          out)
+  return state, window[:, window.shape[1] - context_len:], pending, out
 
 
 def _group_step(variables, carry, frames, valid, weights, *, model: model_lib.ESTRNN, grid: TileGrid):

@@ -386,8 +386,11 @@ class ESTRNN(nn.Module):
                        f'least {self.num_frames} frames, got {frames.shape[1]}.')
     padded, (height, width) = pad_to_multiple(frames, 4)
     hs, _ = self.encode(padded)
-    centre_frames = padded[:, self.past_frames:padded.shape[1] - self.future_frames]
-    return self.decode(hs, centre_frames)[:, :, :height, :width, :]
+    return self.decode(hs, self.centre_frames(padded))[:, :, :height, :width, :]
+
+  def centre_frames(self, frames: Array) -> Array:
+    """The frames that get outputs, `past ... T-future-1`: (N, T, ...) -> (N, T - past - future, ...)."""
+    return frames[:, self.past_frames:frames.shape[1] - self.future_frames]
 
   def initial_state(self, batch: int, height: int, width: int) -> Array:
     """The zero hidden state s_0, (batch, height/4, width/4, n_features) float32."""

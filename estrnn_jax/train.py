@@ -56,10 +56,7 @@ class TrainState:
 
 def create_model(config: ml_collections.ConfigDict) -> model_lib.ESTRNN:
   """ESTRNN from `config.model` (dtype by name: 'float32' or 'bfloat16')."""
-  return checkpoints.model_from_config(
-      {k: config.model[k] for k in ('n_features', 'n_blocks', 'past_frames', 'future_frames', 'dtype', 'remat',
-                                    'residual')},
-      source='config.model')
+  return checkpoints.model_from_config(config.model.to_dict(), source='config.model')
 
 
 def create_learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
@@ -158,8 +155,8 @@ def forward(model: model_lib.ESTRNN, params: Any, frames: jax.Array, *, unroll: 
   for t in range(padded.shape[1]):
     state, h = cell(params, state, padded[:, t])
     hs.append(h)
-  centre_frames = padded[:, model.past_frames:padded.shape[1] - model.future_frames]
-  outputs = model.apply({'params': params}, jnp.stack(hs, axis=1), centre_frames, method=model_lib.ESTRNN.decode)
+  outputs = model.apply({'params': params}, jnp.stack(hs, axis=1), model.centre_frames(padded),
+                        method=model_lib.ESTRNN.decode)
   return outputs[:, :, :height, :width, :]
 
 
@@ -191,9 +188,7 @@ def eval_step(params: Any, batch: Mapping[str, jax.Array], *, model: model_lib.E
   The sequence-level protocols in `estrnn_jax.evaluate` run this same scoring on whole sequences.
   """
   outputs = model.apply({'params': params}, batch['blur'])
-  p = model.past_frames
-  blur = batch['blur'][:, p:p + outputs.shape[1]]
-  scores = evaluate.score_frames(outputs, blur, batch['sharp'], loss_fn, rounding)
+  scores = evaluate.score_frames(outputs, model.centre_frames(batch['blur']), batch['sharp'], loss_fn, rounding)
   del scores['outputs']
   return scores
 
