@@ -3,10 +3,13 @@ r"""Prepares one of the project's datasets as ArrayRecord files, single process 
   python -m datasets.build --dataset bsd/2ms16ms --manual_dir ~/data --data_dir ~/tensorflow_datasets
   python -m datasets.build --dataset gopro/blur_gamma_960x540 --manual_dir ~/data --data_dir gs://bucket/tfds
   python -m datasets.build --dataset reds --manual_dir ~/data/REDS
+  python -m datasets.build --dataset dvd --manual_dir ~/data
   python -m datasets.build --dataset synthetic_blur/small
+  python -m datasets.build --dataset paired_folders/my_videos --manual_dir ~/my_videos --blur_dir blurry
 
-`--dataset` is `<name>[/<config>]` with name one of bsd, gopro, reds, synthetic_blur (the default config
-when omitted). `--manual_dir` is where the release was unzipped (each builder's
+`--dataset` is `<name>[/<config>]` with name one of bsd, gopro, reds, dvd, synthetic_blur, paired_folders
+(the default config when omitted). For `paired_folders` (your own videos) the config is the name you give
+your dataset, and `--blur_dir` / `--sharp_dir` name the frame folders inside each sequence folder. `--manual_dir` is where the release was unzipped (each builder's
 MANUAL_DOWNLOAD_INSTRUCTIONS say how; not needed for synthetic_blur). The result lands in
 `<data_dir>/<name>/<config>/<version>/` and is read with
 `tfds.data_source('<name>/<config>', data_dir=<data_dir>, split=...)`. An existing, complete dataset is
@@ -25,25 +28,39 @@ import tensorflow_datasets as tfds
 
 from datasets import common
 from datasets.bsd import bsd_dataset_builder
+from datasets.dvd import dvd_dataset_builder
 from datasets.gopro import gopro_dataset_builder
+from datasets.paired_folders import paired_folders_dataset_builder
 from datasets.reds import reds_dataset_builder
 from datasets.synthetic_blur import synthetic_blur_dataset_builder
 
 BUILDER_CLASSES: tuple[type[tfds.core.GeneratorBasedBuilder], ...] = (
     bsd_dataset_builder.Builder,
+    dvd_dataset_builder.Builder,
     gopro_dataset_builder.Builder,
+    paired_folders_dataset_builder.Builder,
     reds_dataset_builder.Builder,
     synthetic_blur_dataset_builder.Builder,
 )
 
 
-def make_builder(name: str, data_dir: epath.PathLike | None = None) -> tfds.core.GeneratorBasedBuilder:
-  """`'<name>[/<config>]'` -> an (unprepared or prepared) builder of one of this project's datasets."""
+def make_builder(name: str, data_dir: epath.PathLike | None = None, *, blur_dir: str | None = None,
+                 sharp_dir: str | None = None) -> tfds.core.GeneratorBasedBuilder:
+  """`'<name>[/<config>]'` -> an (unprepared or prepared) builder of one of this project's datasets.
+
+  For `paired_folders/<your name>`, `blur_dir` / `sharp_dir` (default blur, sharp) name the frame folders.
+  """
   base, _, config = name.partition('/')
   classes = {cls.name: cls for cls in BUILDER_CLASSES}
   if base not in classes:
     raise ValueError(f'Unknown dataset {name!r}; expected one of {sorted(classes)} (with an optional /<config>).')
   cls = classes[base]
+  if cls is paired_folders_dataset_builder.Builder:
+    folders = {k: v for k, v in (('blur_dir', blur_dir), ('sharp_dir', sharp_dir)) if v is not None}
+    return cls(data_dir=_expand(data_dir),
+               config=paired_folders_dataset_builder.PairedFoldersConfig(name=config or 'default', **folders))
+  if blur_dir is not None or sharp_dir is not None:
+    raise ValueError(f'blur_dir and sharp_dir apply only to paired_folders datasets, not {name!r}.')
   if config and config not in cls.builder_configs:
     raise ValueError(f'Unknown config {config!r} of {base}; expected one of {sorted(cls.builder_configs)}.')
   if not config and cls.BUILDER_CONFIGS and '/' in name:
@@ -57,21 +74,23 @@ def _expand(path: epath.PathLike | None) -> str | None:
 
 
 def build(name: str, data_dir: epath.PathLike | None = None, manual_dir: epath.PathLike | None = None, *,
-          overwrite: bool = False) -> tfds.core.GeneratorBasedBuilder:
+          overwrite: bool = False, blur_dir: str | None = None, sharp_dir: str | None = None
+          ) -> tfds.core.GeneratorBasedBuilder:
   """Prepares dataset `name` ('bsd/2ms16ms', 'synthetic_blur/small', ...) under `data_dir` as ArrayRecord.
 
   Returns the prepared builder (`builder.as_data_source(split)`, `common.sequence_table(builder, split)`).
   Reuses a complete dataset already there unless `overwrite`. `data_dir` None: TFDS's default
   (`$TFDS_DATA_DIR` or ~/tensorflow_datasets). `manual_dir`: the unzipped release (required except for
-  synthetic_blur). Not safe to call from several processes on the same `data_dir` at once: on
+  synthetic_blur). `blur_dir` / `sharp_dir`: see `make_builder`. Not safe to call from several processes on the same `data_dir` at once: on
   multi-host, build on one process and wait for it.
 
   Raises:
     ValueError: an unknown name/config, a missing `manual_dir`, or an existing dataset that cannot be
-      reused (stored in another file format, or a synthetic set rendered with other parameters).
+      reused (stored in another file format, a synthetic set rendered with other parameters, or a
+      paired-folder set built from other folder names than those given).
     common.InvalidDatasetError: the release under `manual_dir` is incomplete or damaged.
   """
-  builder = make_builder(name, data_dir)
+  builder = make_builder(name, data_dir, blur_dir=blur_dir, sharp_dir=sharp_dir)
   if builder.MANUAL_DOWNLOAD_INSTRUCTIONS and manual_dir is None and not builder.is_prepared():
     raise ValueError(f'{name} needs manual_dir (--manual_dir), the folder where the release was unzipped:\n'
                      f'{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}')
@@ -89,7 +108,9 @@ def build(name: str, data_dir: epath.PathLike | None = None, manual_dir: epath.P
   if builder.info.file_format != tfds.core.FileFormat.ARRAY_RECORD:
     raise ValueError(f'{builder.data_dir} holds {builder.info.file_format.value} files, not ArrayRecord; '
                      'rebuild it with overwrite=True (--overwrite).')
-  if isinstance(builder, synthetic_blur_dataset_builder.Builder):
+  check_stale = (isinstance(builder, synthetic_blur_dataset_builder.Builder)
+                 or blur_dir is not None or sharp_dir is not None)
+  if check_stale:
     stale = builder.stale_reason()
     if stale:
       raise ValueError(f'{stale}; rebuild it with overwrite=True (--overwrite).')
@@ -108,19 +129,24 @@ def describe(builder: tfds.core.DatasetBuilder) -> str:
 def define_flags() -> None:
   """CLI flags; defined only when run as a program, so importing this module never touches absl's FLAGS."""
   flags.DEFINE_string('dataset', None, '<name>[/<config>]: bsd/2ms16ms, gopro/blur_gamma_960x540, '
-                      'reds, synthetic_blur/small, ...', required=True)
+                      'reds, dvd, synthetic_blur/small, paired_folders/<your name>, ...', required=True)
   flags.DEFINE_string('data_dir', None, 'Where to write the dataset (default: $TFDS_DATA_DIR or '
                       '~/tensorflow_datasets). May be gs://.')
   flags.DEFINE_string('manual_dir', None, 'Folder with the unzipped release (see the builder\'s '
                       'manual download instructions).')
   flags.DEFINE_bool('overwrite', False, 'Rebuild even if a complete dataset exists.')
+  flags.DEFINE_string('blur_dir', None, 'paired_folders only: the blurry frame folder in each sequence folder '
+                      '(default blur).')
+  flags.DEFINE_string('sharp_dir', None, 'paired_folders only: the sharp frame folder in each sequence folder '
+                      '(default sharp).')
 
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   f = flags.FLAGS
-  builder = build(f.dataset, f.data_dir, f.manual_dir, overwrite=f.overwrite)
+  builder = build(f.dataset, f.data_dir, f.manual_dir, overwrite=f.overwrite, blur_dir=f.blur_dir,
+                  sharp_dir=f.sharp_dir)
   print(describe(builder))
 
 

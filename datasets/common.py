@@ -5,7 +5,7 @@ builder stores **one record per frame**, in (sequence, frame) order, with the fe
 `frame_features()`:
 
   blur, sharp      uint8 (H, W, 3) RGB, PNG-encoded (lossless; the release's own PNG bytes when they
-                   are already 8-bit RGB)
+                   are already 8-bit RGB; a JPEG release's frames as Pillow decodes them)
   sequence         the sequence's name (its folder name in the release)
   frame_index      int32, 0-based position of the frame in its sequence (frames sorted by the number
                    in their file name, which need not start at 0)
@@ -43,8 +43,10 @@ import tqdm
 # Key of the sequence tables in `DatasetInfo.metadata`: {split: [[name, first_record, length], ...]}.
 SEQUENCES_METADATA_KEY = 'sequences'
 
-_FRAME_NAME = re.compile(r'(\d+)\.png')
+# Frame file names: `<number>.png` (the releases' own naming); group 1 is the frame number.
+PNG_FRAME_NAME = re.compile(r'(\d+)\.png')
 _PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+_JPEG_SIGNATURE = b'\xff\xd8\xff'
 _PNG_COLOR_TYPE_RGB = 2
 
 _R = TypeVar('_R')
@@ -240,20 +242,31 @@ def list_sequence_dirs(split_dir: epath.Path) -> list[epath.Path]:
   return sorted(entries, key=lambda p: natural_key(p.name))
 
 
-def list_frames(folder: epath.Path) -> list[epath.Path]:
-  """The frame files `<number>.png` of `folder`, sorted by number (numerically, not by name).
+def frame_number(path: epath.Path, name_pattern: re.Pattern[str] = PNG_FRAME_NAME) -> int:
+  """The frame number of a file named by `name_pattern` (group 1: the number)."""
+  match = name_pattern.fullmatch(path.name)
+  if match is None:
+    raise InvalidDatasetError(f'{path} is not a frame file named like {name_pattern.pattern!r}.')
+  return int(match.group(1))
+
+
+def list_frames(folder: epath.Path, name_pattern: re.Pattern[str] = PNG_FRAME_NAME,
+                expected: str = '<number>.png') -> list[epath.Path]:
+  """The frame files of `folder` (named by `name_pattern`, group 1 the number), sorted by number
+  (numerically, not by name).
 
   Raises if the folder is missing or empty, holds anything that is not a frame file (hidden files
-  excepted), or two files with the same frame number (`7.png` and `007.png`).
+  excepted), or two files with the same frame number (`7.png` and `007.png`). `expected` describes the
+  names in the error message.
   """
   require_dir(folder, 'frame folder')
   frames: dict[int, epath.Path] = {}
   for path in _visible_entries(folder):
-    match = _FRAME_NAME.fullmatch(path.name)
+    match = name_pattern.fullmatch(path.name)
     if match is None or path.is_dir():
       raise InvalidDatasetError(
           f'Unexpected {"folder" if path.is_dir() else "file"} {path}: frame folders should contain only '
-          '<number>.png frame files.')
+          f'{expected} frame files.')
     number = int(match.group(1))
     if number in frames:
       raise InvalidDatasetError(f'{path} and {frames[number]} have the same frame number {number}.')
@@ -263,14 +276,17 @@ def list_frames(folder: epath.Path) -> list[epath.Path]:
   return [frames[number] for number in sorted(frames)]
 
 
-def paired_sequence(name: str, blur_dir: epath.Path, sharp_dir: epath.Path) -> FrameSequence:
+def paired_sequence(name: str, blur_dir: epath.Path, sharp_dir: epath.Path,
+                    name_pattern: re.Pattern[str] = PNG_FRAME_NAME, expected: str = '<number>.png'
+                    ) -> FrameSequence:
   """Lists a sequence's blurry and sharp frames and checks that they pair up by frame number."""
-  blur, sharp = list_frames(blur_dir), list_frames(sharp_dir)
+  blur = list_frames(blur_dir, name_pattern, expected)
+  sharp = list_frames(sharp_dir, name_pattern, expected)
   if len(blur) != len(sharp):
     raise InvalidDatasetError(f'Sequence {name}: {blur_dir} has {len(blur)} frames but {sharp_dir} has '
                               f'{len(sharp)}.')
   for blur_path, sharp_path in zip(blur, sharp):
-    if int(blur_path.stem) != int(sharp_path.stem):
+    if frame_number(blur_path, name_pattern) != frame_number(sharp_path, name_pattern):
       raise InvalidDatasetError(f'Sequence {name}: frame numbers differ: blurry frame {blur_path} is paired '
                                 f'with sharp frame {sharp_path}.')
   return FrameSequence(name=name, blur=tuple(blur), sharp=tuple(sharp))
@@ -295,16 +311,23 @@ class Frame:
 
 
 def read_frame(path: epath.Path, with_pixels: bool = False) -> Frame:
-  """Reads and fully decodes one PNG frame, checking that it is a readable 8-bit image.
+  """Reads and fully decodes one frame (`.jpg`/`.jpeg`: JPEG, else PNG), checking that it is a readable
+  8-bit image.
 
   8-bit RGB PNGs are kept byte for byte. Other 8-bit (or lower) PNGs -- grey, palette, or with an alpha
   channel that is fully opaque -- are converted to RGB losslessly and re-encoded. 16-bit PNGs and
-  transparent pixels are errors (no lossless uint8 RGB form).
+  transparent pixels are errors (no lossless uint8 RGB form). JPEGs (colour or grey) are stored as the
+  pixels Pillow decodes them to, so no second lossy step is added.
   """
   try:
     data = path.read_bytes()
   except OSError as e:
     raise InvalidDatasetError(f'Cannot read {path}: {e}') from e
+  if path.suffix.lower() in ('.jpg', '.jpeg'):
+    if data[:3] != _JPEG_SIGNATURE:
+      raise InvalidDatasetError(f'{path} is not a JPEG file.')
+    pixels = _decode_jpeg(path, data)
+    return Frame(path, encode_png(pixels), pixels.shape[0], pixels.shape[1], pixels if with_pixels else None)
   if data[:8] != _PNG_SIGNATURE or data[12:16] != b'IHDR':
     raise InvalidDatasetError(f'{path} is not a PNG file.')
   bit_depth, color_type = data[24], data[25]
@@ -324,6 +347,20 @@ def read_frame(path: epath.Path, with_pixels: bool = False) -> Frame:
     raise InvalidDatasetError(f'{path} has transparent pixels; expected opaque RGB frames.')
   pixels = np.ascontiguousarray(rgba[..., :3])
   return Frame(path, encode_png(pixels), pixels.shape[0], pixels.shape[1], pixels if with_pixels else None)
+
+
+def _decode_jpeg(path: epath.Path, data: bytes) -> np.ndarray:
+  """JPEG bytes -> the uint8 (H, W, 3) RGB pixels of Pillow's decode (grey JPEGs repeated over RGB)."""
+  try:
+    with Image.open(io.BytesIO(data)) as image:
+      image.load()
+      if image.mode not in ('RGB', 'L'):
+        raise InvalidDatasetError(f'{path} is a {image.mode} JPEG; expected an RGB or greyscale one.')
+      return np.asarray(image.convert('RGB'))
+  except InvalidDatasetError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except  # Pillow raises many types on damaged files
+    raise InvalidDatasetError(f'{path} is unreadable or corrupt: {e}') from e
 
 
 PixelTransform = Callable[[np.ndarray], np.ndarray]
@@ -384,7 +421,7 @@ def generate_frame_records(sequences: Sequence[FrameSequence], *, description: s
                            ) -> Iterator[tuple[int, dict[str, Any]]]:
   """Yields (key, example) for every frame of `sequences`, in (sequence, frame) order, with a progress bar.
 
-  Checks every frame (readable PNG, 8-bit, opaque), that a blurry frame and its sharp frame have the same
+  Checks every frame (readable PNG or JPEG, 8-bit, opaque), that a blurry frame and its sharp frame have the same
   size and that the size does not change inside a sequence; raises `InvalidDatasetError` naming the file.
   `transform` (uint8 (H, W, 3) -> uint8 (h, w, 3)) is applied to both images of every pair.
   """
@@ -413,7 +450,7 @@ def generate_frame_records(sequences: Sequence[FrameSequence], *, description: s
 
 
 class PairedFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """Base of the builders that read a release's folder tree of blurry/sharp PNG frames.
+  """Base of the builders that read a release's folder tree of blurry/sharp PNG or JPEG frames.
 
   Subclasses set `HOMEPAGE`, `VERSION`, `RELEASE_NOTES`, `MANUAL_DOWNLOAD_INSTRUCTIONS` and implement
   `_find_sequences`; they may override `_pixel_transform`.

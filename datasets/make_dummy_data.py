@@ -1,6 +1,6 @@
 """Writes the builders' `dummy_data/` trees: tiny PNG frames in each release's real folder layout.
 
-  python -m datasets.make_dummy_data          # rewrites datasets/{bsd,gopro,reds}/dummy_data/
+  python -m datasets.make_dummy_data          # rewrites datasets/{bsd,gopro,reds,dvd,paired_folders}/dummy_data/
 
 Frames are 48x32 (W x H), smooth (so they compress to ~1 KB), distinct per file and deterministic. The
 layouts, frame counts and frame numbers are what the builder tests expect:
@@ -8,6 +8,11 @@ layouts, frame counts and frame numbers are what the builder tests expect:
   gopro  GOPRO_Large/{train: GOPR0372_07_00 (3, from 47), GOPR0374_11_00 (4, from 1); test:
          GOPR0384_11_00 (3, from 98: 98, 99, 100)}, with blur, blur_gamma and sharp
   reds   {train/train_blur + train/train_sharp: 000 (3), 001 (3); val/val_blur + val/val_sharp: 000 (3)}
+  dvd    DeepVideoDeblurring_Dataset/quantitative_datasets/{IMG_0002 (3), 720p_240fps_1 (2) (train);
+         IMG_0003 (3), 720p_240fps_2 (2) (test)}/{input,GT}/%05d.jpg, frames from 0 (JPEG, quality 90); and
+         the same sequences pre-split as presplit/{train,test}/<sequence>/{input,GT}/
+  paired_folders  {train: clip_a (3, frame_0001.png ..), clip_b (2, 7.jpg, 8.jpg); test: clip_c (2, from 0)}
+         with blur/ and sharp/ frame folders
 """
 
 from collections.abc import Sequence
@@ -36,7 +41,10 @@ def dummy_frame(key: str, height: int = HEIGHT, width: int = WIDTH) -> np.ndarra
 
 def _write(path: pathlib.Path, key: str) -> pathlib.Path:
   path.parent.mkdir(parents=True, exist_ok=True)
-  Image.fromarray(dummy_frame(key), 'RGB').save(path, format='PNG', optimize=True)
+  if path.suffix == '.jpg':
+    Image.fromarray(dummy_frame(key), 'RGB').save(path, format='JPEG', quality=90)
+  else:
+    Image.fromarray(dummy_frame(key), 'RGB').save(path, format='PNG', optimize=True)
   return path
 
 
@@ -63,12 +71,39 @@ def write_reds(root: pathlib.Path) -> list[pathlib.Path]:
           for kind in ('blur', 'sharp') for i in range(n)]
 
 
-WRITERS = {'bsd': write_bsd, 'gopro': write_gopro, 'reds': write_reds}
+DVD_LAYOUT = {'train': {'IMG_0002': 3, '720p_240fps_1': 2}, 'test': {'IMG_0003': 3, '720p_240fps_2': 2}}
+
+
+def write_dvd(root: pathlib.Path) -> list[pathlib.Path]:
+  quantitative = root / 'DeepVideoDeblurring_Dataset' / 'quantitative_datasets'
+  files = []
+  for split, seqs in DVD_LAYOUT.items():
+    for seq, n in seqs.items():
+      for kind in ('input', 'GT'):
+        for i in range(n):
+          key = f'dvd/{seq}/{kind}/{i}'
+          files.append(_write(quantitative / seq / kind / f'{i:05d}.jpg', key))
+          files.append(_write(root / 'presplit' / split / seq / kind / f'{i:05d}.jpg', key))
+  return files
+
+
+def write_paired_folders(root: pathlib.Path) -> list[pathlib.Path]:
+  layout = {'train': {'clip_a': [f'frame_{i:04d}.png' for i in (1, 2, 3)], 'clip_b': ['7.jpg', '8.jpg']},
+            'test': {'clip_c': ['0.png', '1.png']}}
+  return [_write(root / split / seq / kind / name, f'paired/{split}/{seq}/{kind}/{name}')
+          for split, seqs in layout.items() for seq, names in seqs.items()
+          for kind in ('blur', 'sharp') for name in names]
+
+
+WRITERS = {'bsd': write_bsd, 'gopro': write_gopro, 'reds': write_reds, 'dvd': write_dvd,
+           'paired_folders': write_paired_folders}
 
 
 def main(argv: Sequence[str]) -> None:
-  del argv
+  """Rewrites every builder's dummy_data/, or only those of the builders named as arguments."""
   for name, writer in WRITERS.items():
+    if argv[1:] and name not in argv[1:]:
+      continue
     root = _HERE / name / 'dummy_data'
     shutil.rmtree(root, ignore_errors=True)
     files = writer(root)

@@ -55,7 +55,9 @@ def register_builders() -> None:
   """Imports the project's TFDS builders so that `tfds.builder('bsd/2ms16ms')` etc. find them."""
   # pylint: disable=g-import-not-at-top,unused-import
   import datasets.bsd
+  import datasets.dvd
   import datasets.gopro
+  import datasets.paired_folders
   import datasets.reds
   import datasets.synthetic_blur
   # pylint: enable=g-import-not-at-top,unused-import

@@ -8,6 +8,7 @@ import pytest
 
 from configs import bsd
 from configs import default
+from configs import dvd
 from configs import gopro
 from configs import recipes
 from configs import reds
@@ -26,6 +27,7 @@ def _all_configs():
   for size in recipes.MODEL_SIZES:
     yield f'gopro:{size}', gopro.get_config(size)
     yield f'reds:{size}', reds.get_config(size)
+    yield f'dvd:{size}', dvd.get_config(size)
 
 
 def test_every_config_has_the_common_fields_and_the_same_schema():
@@ -73,6 +75,7 @@ def test_bsd_recipe(setting, size, features, blocks):
 @pytest.mark.parametrize('module,dataset,steps_per_epoch,eval_split', [
     (gopro, 'gopro/blur_gamma_960x540', 488, 'test'),  # (2103 - 7 * 22) = 1949 samples, ceil(1949 / 4)
     (reds, 'reds', 5580, 'validation'),  # 240 * 93 = 22320 samples / 4
+    (dvd, 'dvd', 1321, 'test'),  # (5708 - 7 * 61) = 5281 samples, ceil(5281 / 4)
 ])
 @pytest.mark.parametrize('size,features,blocks', [('b15c80', 16, 15), ('b9c60', 12, 9)])
 def test_gopro_and_reds_recipe(module, dataset, steps_per_epoch, eval_split, size, features, blocks):

@@ -6,6 +6,9 @@ The builder tests stay next to their builders, as in TFDS's own tree (and run al
 """
 
 from datasets.bsd.bsd_dataset_builder_test import BsdTest  # noqa: F401
+from datasets.dvd.dvd_dataset_builder_test import DvdTest  # noqa: F401
+from datasets.dvd.dvd_dataset_builder_test import DvdPresplitTest  # noqa: F401
 from datasets.gopro.gopro_dataset_builder_test import GoproTest  # noqa: F401
+from datasets.paired_folders.paired_folders_dataset_builder_test import PairedFoldersTest  # noqa: F401
 from datasets.reds.reds_dataset_builder_test import RedsTest  # noqa: F401
 from datasets.synthetic_blur.synthetic_blur_dataset_builder_test import SyntheticBlurTest  # noqa: F401

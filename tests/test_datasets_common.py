@@ -128,12 +128,13 @@ def test_committed_dummy_data_is_what_the_script_writes(tmp_path):
   for name, writer in make_dummy_data.WRITERS.items():
     committed_root = REPO / 'datasets' / name / 'dummy_data'
     written = writer(tmp_path / name)
-    committed = sorted(p.relative_to(committed_root) for p in committed_root.rglob('*.png'))
+    committed = sorted(p.relative_to(committed_root) for p in committed_root.rglob('*')
+                       if p.suffix in ('.png', '.jpg'))
     assert sorted(p.relative_to(tmp_path / name) for p in written) == committed
     for relative in committed:
       np.testing.assert_array_equal(np.asarray(Image.open(committed_root / relative)),
                                     np.asarray(Image.open(tmp_path / name / relative)))
-  total = sum(p.stat().st_size for p in (REPO / 'datasets').rglob('dummy_data/**/*.png'))
+  total = sum(p.stat().st_size for p in (REPO / 'datasets').rglob('dummy_data/**/*') if p.is_file())
   assert total < 300 * 1024
 
 

@@ -1,0 +1,38 @@
+r"""ESTRNN on DVD (Su et al. 2017, "DeepVideoDeblurring"; paper Table 8's DVD row and column).
+
+Argument: a comma-separated subset of a model size (`b15c80` (default), `b9c60`) and `runlocal`:
+
+  python -m estrnn_jax.main --config=configs/dvd.py:b15c80 --workdir=gs://BUCKET/estrnn/dvd_b15c80
+  python -m estrnn_jax.evaluate --config=configs/dvd.py:b15c80 --checkpoint=WORKDIR --which=best
+
+Data: `dvd` must be built first (manual download; see datasets/dvd): the quantitative set, split as the DBN
+authors did (10 test sequences, 61 train).
+
+Recipe: the paper does not state a DVD recipe; this uses its synthetic-dataset (GOPRO/REDS) recipe, since DVD's
+blur is synthesised the same way (averaged high-speed frames): Adam (0.9, 0.999, 1e-8), lr 1e-4 halved at
+epochs 200 and 400, 500 epochs, batch 4, 8-frame windows, 256x256 crops with random flips, MSE loss,
+gradient-norm clipping at 20, seed 39. DVD has no validation split: it validates on the test split, as the
+reference does for GOPRO.
+
+Epochs -> steps: the train split has 61 sequences, 5708 frames. With 8-frame windows an epoch has
+5708 - 7 x 61 = 5281 samples = ceil(5281 / 4) = 1321 steps, so 500 epochs = 660,500 steps and the
+milestones are steps 264,200 and 528,400.
+
+Hardware: sized for a TPU v4-8 / v5e-8 or one modern GPU.
+
+Expected result (reference protocol on the test split, paper Table 8): B15C80 trained on DVD 30.68 dB / 0.897;
+the blurry input scores 27.23 / 0.813.
+"""
+
+import ml_collections
+
+from configs import recipes
+
+TRAIN_SEQUENCES, TRAIN_FRAMES = 61, 5708
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """DVD config for `arg` = '<model size>[,runlocal]' (see module docstring)."""
+  return recipes.gopro_reds_recipe(
+      arg, dataset='dvd', train_frames=TRAIN_FRAMES, train_sequences=TRAIN_SEQUENCES, eval_split='test',
+      eval_every_epochs=20, checkpoint_every_epochs=2)
