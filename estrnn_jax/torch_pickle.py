@@ -12,6 +12,15 @@ tensors and ordered dicts (`ALLOWED_GLOBALS`); any other global (`os.system`, `b
 with torch's dtype, shape and values (read through torch's strides and storage offset); storages shared by
 several tensors are read once, and each tensor is an independent, C-contiguous, writable copy.
 
+Memory is bounded by the file, not by what the pickle claims (limits generous for real models, each stated in
+the error that enforces it):
+  * a zip record is read only if its declared size is at most `MAX_RECORD_BYTES` (`MAX_PICKLE_BYTES` for
+    data.pkl) and at most `MAX_COMPRESSION_RATIO` times its compressed size (torch.save stores records
+    uncompressed, so only a zip bomb gets near it); the bytes actually read are checked against the declared size;
+  * the tensors built from the storages may total at most `MAX_EXPANSION` times the bytes of the storage
+    records plus `EXPANSION_ALLOWANCE_BYTES`, so a view that broadcasts a small storage (stride 0) into a huge
+    tensor, or many views of one storage, are refused before anything is allocated.
+
 Example:
   ckpt = torch_pickle.load('ESTRNN_C80B15_BSD_2ms16ms.pth.tar')
   weights = ckpt['state_dict']      # OrderedDict: 'module.model.cell.F_B0.weight' -> float32 (80, 3, 5, 5)
@@ -20,6 +29,7 @@ Example:
 import collections
 import errno
 import io
+import math
 import os
 import pickle
 import types
@@ -38,6 +48,18 @@ class CheckpointError(ValueError):
 
 class UnsafeCheckpointError(CheckpointError):
   """The checkpoint's pickle names a global outside `ALLOWED_GLOBALS`; nothing it names was called."""
+
+
+class CheckpointTooLargeError(CheckpointError):
+  """A record or the tensors the pickle asks for exceed the memory limits above; nothing was allocated."""
+
+
+# Limits (see the module docstring). The largest official ESTRNN checkpoint is ~10 MB with a ~30 KB data.pkl.
+MAX_RECORD_BYTES = 8 << 30
+MAX_PICKLE_BYTES = 64 << 20
+MAX_COMPRESSION_RATIO = 50
+MAX_EXPANSION = 4
+EXPANSION_ALLOWANCE_BYTES = 256 << 20
 
 
 # torch storage class name -> element dtype. `UntypedStorage` holds raw bytes.
@@ -89,12 +111,49 @@ class _StorageType(_Immutable):
     super().__init__(name=name, dtype=dtype)
 
 
-class _Storage(_Immutable):
-  """One storage record: `data` is a 1-D native-endian array of `dtype` with the record's elements."""
-  __slots__ = ('name', 'data')
+def _format_bytes(n: int) -> str:
+  for unit in ('bytes', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'):
+    if n < 1024 or unit == 'PiB':
+      return f'{n:,} bytes' if unit == 'bytes' else f'{n:,.1f} {unit}'
+    n /= 1024
+  raise AssertionError('unreachable')
 
-  def __init__(self, key: str, data: np.ndarray):
-    super().__init__(name=key, data=data)
+
+class _Budget:
+  """Bytes the tensors of one load may still allocate: `MAX_EXPANSION` x storage bytes + the allowance."""
+
+  def __init__(self):
+    self.storage_bytes = 0
+    self.allocated_bytes = 0
+
+  @property
+  def limit(self) -> int:
+    return MAX_EXPANSION * self.storage_bytes + EXPANSION_ALLOWANCE_BYTES
+
+  def add_storage(self, num_bytes: int) -> None:
+    self.storage_bytes += num_bytes
+
+  def take(self, num_bytes: int, what: str) -> None:
+    """Reserves `num_bytes` for `what`, or raises CheckpointTooLargeError naming it and the limit."""
+    if self.allocated_bytes + num_bytes > self.limit:
+      raise CheckpointTooLargeError(
+          f'refusing to allocate {what}: {_format_bytes(num_bytes)}, with {_format_bytes(self.allocated_bytes)} '
+          f'already built, exceeds the limit for this checkpoint of {_format_bytes(self.limit)} '
+          f'({MAX_EXPANSION} x its {_format_bytes(self.storage_bytes)} of storage records + '
+          f'{_format_bytes(EXPANSION_ALLOWANCE_BYTES)}); a real checkpoint never asks for this, a memory '
+          'bomb (e.g. a stride-0 view broadcasting a small storage) does')
+    self.allocated_bytes += num_bytes
+
+
+class _Storage(_Immutable):
+  """One storage record: `data` is a 1-D native-endian array of `dtype` with the record's elements.
+
+  `budget` is the load's `_Budget`, charged for every tensor built from this storage.
+  """
+  __slots__ = ('name', 'data', 'budget')
+
+  def __init__(self, key: str, data: np.ndarray, budget: _Budget):
+    super().__init__(name=key, data=data, budget=budget)
 
 
 class _Rebuild(_Immutable):
@@ -123,7 +182,8 @@ def _tensor_from_storage(storage: Any, storage_offset: Any, size: Any, stride: A
     raise CheckpointError(f'tensor storage offset must be an int >= 0, got {storage_offset!r}')
   size = _int_tuple(size, 'size')
   stride = _int_tuple(stride, 'stride')
-  if len(size) != len(stride) or any(s < 0 for s in size) or any(s < 0 for s in stride):
+  if (len(size) != len(stride) or len(size) > 32 or any(s < 0 for s in size)
+      or any(s < 0 for s in stride)):
     raise CheckpointError(f'invalid tensor size {size} / stride {stride}')
   data = storage.data
   if 0 in size:
@@ -133,6 +193,11 @@ def _tensor_from_storage(storage: Any, storage_offset: Any, size: Any, stride: A
     raise CheckpointError(
         f'tensor (offset {storage_offset}, size {size}, stride {stride}) reads element {last} of '
         f'storage record data/{storage.name}, which has only {data.size} elements')
+  numel = math.prod(size)
+  storage.budget.take(
+      numel * data.itemsize,
+      f'a tensor of size {size} ({numel:,} {data.dtype} elements) viewing storage record '
+      f'data/{storage.name} ({data.size:,} elements)')
   view = np.lib.stride_tricks.as_strided(
       data[storage_offset:], shape=size, strides=tuple(s * data.itemsize for s in stride),
       writeable=False)
@@ -195,11 +260,12 @@ class _RestrictedUnpickler(pickle.Unpickler):
   """Unpickles `data.pkl`, resolving only `ALLOWED_GLOBALS` and reading storages from the archive."""
 
   def __init__(self, file: io.BufferedIOBase, read_record: Callable[[str], bytes], big_endian: bool,
-               path: str):
+               path: str, budget: _Budget):
     super().__init__(file)
     self._read_record = read_record
     self._big_endian = big_endian
     self._path = path
+    self._budget = budget
     self._storages: dict[str, _Storage] = {}
 
   def find_class(self, module: str, name: str) -> Any:
@@ -215,7 +281,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
   def persistent_load(self, pid: Any) -> _Storage:
     if (not isinstance(pid, tuple) or len(pid) != 5 or pid[0] != 'storage'
         or not isinstance(pid[1], _StorageType) or not isinstance(pid[2], str)
-        or not isinstance(pid[4], int)):
+        or not isinstance(pid[4], int) or isinstance(pid[4], bool) or pid[4] < 0):
       raise CheckpointError(f'{self._path}: unsupported persistent id {pid!r} in data.pkl')
     _, storage_type, key, _, numel = pid  # The location (e.g. 'cuda:0') does not matter to numpy.
     dtype = storage_type.dtype
@@ -227,7 +293,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
       raise CheckpointError(
           f'{self._path}: storage record data/{key} has {len(raw)} bytes; the pickle expects {numel} '
           f'{storage_type.name} elements ({numel * dtype.itemsize} bytes). The file is truncated or corrupt.')
-    storage = _Storage(key, _to_native(raw[:numel * dtype.itemsize], dtype, self._big_endian))
+    if key not in self._storages:
+      self._budget.add_storage(len(raw))
+    storage = _Storage(key, _to_native(raw[:numel * dtype.itemsize], dtype, self._big_endian), self._budget)
     self._storages[key] = storage
     return storage
 
@@ -235,6 +303,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
 def _replace_storages(obj: Any, seen: set[int]) -> Any:
   """Replaces storages saved on their own (not inside a tensor) by 1-D array copies, in place."""
   if isinstance(obj, _Storage):
+    obj.budget.take(obj.data.nbytes, f'a copy of storage record data/{obj.name}')
     return obj.data.copy()
   if id(obj) in seen:
     return obj
@@ -296,6 +365,7 @@ def load(path: str | os.PathLike[str]) -> Any:
   Raises:
     FileNotFoundError: `path` does not exist.
     UnsafeCheckpointError: the pickle names a global outside `ALLOWED_GLOBALS` (nothing it names is called).
+    CheckpointTooLargeError: a record or the tensors asked for exceed the limits in the module docstring.
     CheckpointError: the file is not a zip `torch.save` checkpoint (e.g. an image, text, the legacy
       format), or it is corrupt or truncated, or a storage record is missing or short.
   """
@@ -324,21 +394,24 @@ def _load_archive(archive: zipfile.ZipFile, path: str) -> Any:
   pkl_name = _data_pkl_name(names, path)
   prefix = pkl_name[:-len('data.pkl')]
 
-  def read_record(name: str) -> bytes:
+  def read_record(name: str, limit: int = MAX_RECORD_BYTES) -> bytes:
     try:
-      return archive.read(prefix + name)
+      info = archive.getinfo(prefix + name)
     except KeyError:
       raise CheckpointError(f'{path}: the checkpoint refers to record {prefix + name}, which is missing '
                             'from the archive (truncated or corrupt file)') from None
+    return _read_member(archive, info, limit, path)
 
   big_endian = False
   if prefix + 'byteorder' in names:
-    byteorder = archive.read(prefix + 'byteorder').strip()
+    byteorder = read_record('byteorder', limit=16).strip()
     if byteorder not in (b'little', b'big'):
       raise CheckpointError(f"{path}: byteorder record must be 'little' or 'big', got {byteorder!r}")
     big_endian = byteorder == b'big'
 
-  unpickler = _RestrictedUnpickler(io.BytesIO(read_record('data.pkl')), read_record, big_endian, path)
+  budget = _Budget()
+  unpickler = _RestrictedUnpickler(io.BytesIO(read_record('data.pkl', limit=MAX_PICKLE_BYTES)), read_record,
+                                   big_endian, path, budget)
   try:
     obj = unpickler.load()
   except CheckpointError as e:
@@ -349,4 +422,29 @@ def _load_archive(archive: zipfile.ZipFile, path: str) -> Any:
     raise
   except Exception as e:  # A malformed pickle raises almost anything (UnpicklingError, TypeError, ...).
     raise CheckpointError(f'{path}: malformed data.pkl in the checkpoint: {type(e).__name__}: {e}') from e
-  return _replace_storages(obj, set())
+  try:
+    return _replace_storages(obj, set())
+  except CheckpointError as e:
+    raise type(e)(f'{path}: {e}') from None
+  except RecursionError:
+    raise CheckpointError(f'{path}: data.pkl nests containers too deeply to be a checkpoint') from None
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, path: str) -> bytes:
+  """Reads one zip record, refusing (before reading) one whose declared size exceeds the limits."""
+  declared = info.file_size
+  if declared > limit:
+    raise CheckpointTooLargeError(
+        f'{path}: record {info.filename} declares {_format_bytes(declared)}, over the limit of '
+        f'{_format_bytes(limit)} for this record')
+  if declared > (1 << 20) and declared > MAX_COMPRESSION_RATIO * max(info.compress_size, 1):
+    raise CheckpointTooLargeError(
+        f'{path}: record {info.filename} declares {_format_bytes(declared)} from '
+        f'{_format_bytes(info.compress_size)} compressed, a ratio over the limit of {MAX_COMPRESSION_RATIO} '
+        '(torch.save stores records uncompressed; this looks like a zip bomb)')
+  with archive.open(info) as member:
+    data = member.read(declared + 1)
+  if len(data) != declared:
+    raise CheckpointError(f'{path}: record {info.filename} holds {len(data):,} bytes, but the archive '
+                          f'declares {declared:,} (corrupt file)')
+  return data

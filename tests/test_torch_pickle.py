@@ -9,6 +9,7 @@ import pathlib
 import pickle
 import re
 import struct
+import tracemalloc
 import zipfile
 
 import ml_dtypes
@@ -355,3 +356,113 @@ def test_malformed_pickle_and_byteorder(tmp_path):
     torch_pickle.load(_write_checkpoint(tmp_path / 'a.pth', b'\x80\x02}(X\x05\x00\x00\x00'))
   with pytest.raises(torch_pickle.CheckpointError, match="byteorder record must be 'little' or 'big'"):
     torch_pickle.load(_write_checkpoint(tmp_path / 'b.pth', _pickle(b'N'), byteorder=b'middle'))
+
+
+# --------------------------------------------------------------------------------------------------
+# Memory bombs: refused with the limit in the message, before anything large is allocated.
+
+
+def _peak_bytes_of(fn):
+  """Runs fn() under tracemalloc (numpy reports its buffers there); returns (result or exception, peak)."""
+  tracemalloc.start()
+  try:
+    try:
+      result = fn()
+    except Exception as e:  # pylint: disable=broad-except
+      result = e
+    return result, tracemalloc.get_traced_memory()[1]
+  finally:
+    tracemalloc.stop()
+
+
+def test_stride_zero_broadcast_of_a_tiny_storage_is_refused_without_allocating(tmp_path):
+  """(2^21, 2^21) float32 over one element: 16 TiB if materialised."""
+  pkl = _pickle(_dict(w=_tensor('FloatStorage', '0', 1, 0, (2**21, 2**21), (0, 0))))
+  path = _write_checkpoint(tmp_path / 'bomb.pth', pkl, {'0': np.float32(1).tobytes()})
+  error, peak = _peak_bytes_of(lambda: torch_pickle.load(path))
+  assert isinstance(error, torch_pickle.CheckpointTooLargeError), error
+  message = str(error)
+  assert message.startswith(f'{path}: refusing to allocate a tensor of size (2097152, 2097152)')
+  assert '16.0 TiB' in message and 'storage record data/0 (1 elements)' in message
+  assert 'limit for this checkpoint of 256.0 MiB' in message
+  assert peak < 4 << 20, peak
+
+
+def test_small_broadcasts_and_full_views_within_the_limit_still_load(tmp_path, monkeypatch):
+  """The limit counts bytes built: 4 x the storages' bytes + the allowance (0 here, to keep the test small)."""
+  monkeypatch.setattr(torch_pickle, 'EXPANSION_ALLOWANCE_BYTES', 0)
+  storage = np.arange(256, dtype='<f4')   # 1 KiB
+  views = {f'v{i}': _tensor('FloatStorage', '0', 256, 0, (16, 16), (16, 1)) for i in range(4)}
+  path = _write_checkpoint(tmp_path / 'ok.pth', _pickle(_dict(**views)), {'0': storage.tobytes()})
+  loaded = torch_pickle.load(path)
+  for i in range(4):
+    np.testing.assert_array_equal(loaded[f'v{i}'], storage.reshape(16, 16))
+  views['v4'] = _tensor('FloatStorage', '0', 256, 0, (16, 16), (16, 1))   # a fifth full view: 5 KiB > 4 KiB
+  path = _write_checkpoint(tmp_path / 'many.pth', _pickle(_dict(**views)), {'0': storage.tobytes()})
+  with pytest.raises(torch_pickle.CheckpointTooLargeError,
+                     match=r': 1\.0 KiB, with 4\.0 KiB already built, exceeds the limit for this '
+                     r'checkpoint of 4\.0 KiB \(4 x its 1\.0 KiB of storage records \+ 0 bytes\)'):
+    torch_pickle.load(path)
+
+
+def test_standalone_storage_copies_count_towards_the_limit(tmp_path, monkeypatch):
+  monkeypatch.setattr(torch_pickle, 'EXPANSION_ALLOWANCE_BYTES', 0)
+  storage = _tuple(_str('storage'), _global('torch', 'FloatStorage'), _str('0'), _str('cpu'), _int(4))
+  pkl = _pickle(b'(' + (storage + b'Q') * 5 + b'l')   # the same 16-byte storage listed 5 times
+  path = _write_checkpoint(tmp_path / 'storages.pth', pkl, {'0': bytes(16)})
+  with pytest.raises(torch_pickle.CheckpointTooLargeError, match='a copy of storage record data/0'):
+    torch_pickle.load(path)
+
+
+def test_zip_bomb_record_is_refused_by_its_compression_ratio(tmp_path):
+  pkl = _pickle(_dict(w=_tensor('FloatStorage', '0', 2**21, 0, (2**21,), (1,))))
+  path = tmp_path / 'zipbomb.pth'
+  with zipfile.ZipFile(path, 'w') as archive:
+    archive.writestr('archive/data.pkl', pkl)
+    archive.writestr('archive/data/0', bytes(8 << 20), compress_type=zipfile.ZIP_DEFLATED)
+  assert path.stat().st_size < 64 << 10
+  error, peak = _peak_bytes_of(lambda: torch_pickle.load(path))
+  assert isinstance(error, torch_pickle.CheckpointTooLargeError), error
+  assert re.fullmatch(
+      rf'{re.escape(str(path))}: record archive/data/0 declares 8\.0 MiB from [\d.]+ KiB compressed, '
+      r'a ratio over the limit of 50 .*zip bomb\)', str(error)), str(error)
+  assert peak < 2 << 20, peak
+
+
+def test_record_over_the_size_limit_is_refused(tmp_path, monkeypatch):
+  monkeypatch.setattr(torch_pickle, 'MAX_RECORD_BYTES', 1000)
+  pkl = _pickle(_dict(w=_tensor('FloatStorage', '0', 500, 0, (500,), (1,))))
+  path = _write_checkpoint(tmp_path / 'big.pth', pkl, {'0': bytes(2000)})
+  with pytest.raises(torch_pickle.CheckpointTooLargeError,
+                     match=r'record archive/data/0 declares 2\.0 KiB, over the limit of 1,000 bytes'):
+    torch_pickle.load(path)
+  monkeypatch.setattr(torch_pickle, 'MAX_PICKLE_BYTES', 10)
+  with pytest.raises(torch_pickle.CheckpointTooLargeError, match='record archive/data.pkl declares'):
+    torch_pickle.load(path)
+
+
+def test_record_shorter_than_declared_is_refused(tmp_path):
+  """The central directory claims more bytes than the (stored) record holds."""
+  pkl = _pickle(_dict(w=_tensor('FloatStorage', '0', 4, 0, (4,), (1,))))
+  path = _write_checkpoint(tmp_path / 'lying.pth', pkl, {'0': bytes(16)})
+  raw = bytearray(path.read_bytes())
+  name = b'archive/data/0'
+  entry = raw.index(b'PK\x01\x02')   # the central directory's first entry
+  while raw[entry + 46:entry + 46 + len(name)] != name:
+    entry = raw.index(b'PK\x01\x02', entry + 4)
+  struct.pack_into('<I', raw, entry + 24, 1 << 20)   # uncompressed size: 1 MiB instead of 16 bytes
+  path.write_bytes(bytes(raw))
+  with pytest.raises(torch_pickle.CheckpointError,
+                     match=f'^{re.escape(str(path))}: record archive/data/0 holds 16 bytes, but the archive '
+                     'declares 1,048,576 '):
+    torch_pickle.load(path)
+
+
+def test_negative_storage_size_and_deep_nesting_are_refused(tmp_path):
+  pkl = _pickle(_dict(w=_tensor('FloatStorage', '0', -4, 0, (1,), (1,))))
+  with pytest.raises(torch_pickle.CheckpointError, match='unsupported persistent id'):
+    torch_pickle.load(_write_checkpoint(tmp_path / 'neg.pth', pkl, {'0': bytes(16)}))
+  depth = 200_000
+  pkl = _pickle(b']' * depth + b'a' * (depth - 1))   # a list in a list in ... 200,000 deep
+  with pytest.raises(torch_pickle.CheckpointError, match='nests containers too deeply'):
+    torch_pickle.load(_write_checkpoint(tmp_path / 'deep.pth', pkl))
