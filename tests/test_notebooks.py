@@ -6,6 +6,7 @@ import re
 
 import nbclient
 import nbformat
+import pytest
 
 NOTEBOOKS = pathlib.Path(__file__).resolve().parents[1] / 'notebooks'
 
@@ -28,6 +29,7 @@ def _number(pattern: str, text: str) -> float:
   return float(match.group(1))
 
 
+@pytest.mark.timeout(1800)   # two notebooks, each training a model on 2 CPU cores
 def test_notebooks_run_and_report_psnr(tmp_path, monkeypatch):
   """train_synthetic.ipynb trains and plots; deblur_demo.ipynb then deblurs with the model it trained.
 

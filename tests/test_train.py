@@ -6,9 +6,11 @@ per mesh for the whole module.
 
 import os
 import pathlib
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import jax
@@ -173,6 +175,19 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(config, tmp_path, monkeyp
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(variables['params']))
 
 
+def _lines_of(stream) -> queue.Queue:
+  """A queue fed with `stream`'s lines by a daemon thread, then None at EOF; get(timeout=...) never hangs."""
+  lines: queue.Queue = queue.Queue()
+
+  def pump():
+    for line in stream:
+      lines.put(line)
+    lines.put(None)
+
+  threading.Thread(target=pump, daemon=True).start()
+  return lines
+
+
 def test_sigterm_saves_a_usable_checkpoint(data_dir, cache_dir, tmp_path):
   workdir = tmp_path / 'run'
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8', JAX_PLATFORMS='cpu')
@@ -183,15 +198,20 @@ def test_sigterm_saves_a_usable_checkpoint(data_dir, cache_dir, tmp_path):
       cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
   log = []
   try:
+    lines = _lines_of(proc.stderr)
     deadline = time.time() + 240
-    for line in proc.stderr:
+    while True:   # wait (at most until the deadline, even if the child goes silent) for the first step
+      line = lines.get(timeout=max(deadline - time.time(), 0.1))
+      assert line is not None, 'the training process exited early:\n' + ''.join(log[-30:])
       log.append(line)
       if 'Finished step 1 ' in line:
         proc.send_signal(signal.SIGTERM)
         break
-      assert time.time() < deadline, ''.join(log[-30:])
-    log.extend(proc.stderr)
     assert proc.wait(timeout=120) == 0, ''.join(log[-30:])
+    while (line := lines.get(timeout=30)) is not None:
+      log.append(line)
+  except queue.Empty:
+    pytest.fail('the training process went silent for too long:\n' + ''.join(log[-30:]))
   finally:
     proc.kill()
   assert any('SIGTERM received' in line for line in log)
