@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from estrnn_jax import images
 from estrnn_jax import inference
 from estrnn_jax import jit_utils
 from estrnn_jax import model as model_lib
@@ -130,7 +131,7 @@ def bench_offline(model, variables, height, width, rng):
 def bench_streaming(model, variables, height, width, rng):
   group = _GROUP.value
   frames = rng.uniform(-0.5, 0.5, (_STREAM_FRAMES.value, height, width, 3)).astype(np.float32)
-  deblurrer = inference.StreamingDeblurrer(model, variables, group_size=group)
+  deblurrer = inference.StreamingDeblurrer(model, variables, group_size=group, value_range=images.MODEL_RANGE)
   start = time.perf_counter()
   deblurrer.push(frames[:group])  # compiles
   compile_s = time.perf_counter() - start
@@ -150,9 +151,11 @@ def bench_video(model, variables, height, width, rng):
   frames = rng.uniform(-0.5, 0.5, (_FRAMES.value, height, width, 3)).astype(np.float32)
   group = min(4, len(frames))
   start = time.perf_counter()
-  inference.deblur_video(model, variables, frames[:group], group_size=group)   # compiles
+  inference.deblur_video(model, variables, frames[:group], group_size=group,
+                         value_range=images.MODEL_RANGE)   # compiles
   compile_s = time.perf_counter() - start
-  times = _timed(lambda: inference.deblur_video(model, variables, frames, group_size=group),
+  times = _timed(lambda: inference.deblur_video(model, variables, frames, group_size=group,
+                                                value_range=images.MODEL_RANGE),
                  _WARMUP.value, _REPEATS.value)
   return statistics.median(times) / len(frames), compile_s, {'clip_frames': len(frames), 'group_size': group,
                                                              'note': 'compile_s includes the first call'}

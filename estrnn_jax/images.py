@@ -1,10 +1,25 @@
-"""Conversions between uint8 frames and the model's value range.
+"""Conversions between frames as users hold them and the model's value range.
 
-The model and the data pipeline work on RGB frames in [-0.5, 0.5] (`x / 255 - 0.5`, as the reference);
-images on disk and metrics work on uint8 [0, 255].
+The model and the data pipeline work on RGB frames in [-0.5, 0.5] (`x / 255 - 0.5` for uint8, as the
+reference); images on disk and metrics work on uint8 [0, 255].
+
+Frames given to the inference APIs follow one rule (`FrameFormat`), and outputs come back in the input's format:
+  * uint8 and uint16 are scaled by their full range: 0 -> -0.5 and 255 (65535) -> 0.5;
+  * floats must say their range (`value_range=(lo, hi)`, e.g. (0, 1), (0, 255) or `MODEL_RANGE`): nothing in a
+    float array tells 0..1 from 0..255 data, so a float array without a range is refused;
+  * any other dtype (int32, bool, ...) is refused;
+  * grey frames ((H, W) or (H, W, 1)) are expanded to RGB; RGBA frames are accepted only when the alpha is fully
+    opaque (then dropped), since the model cannot honour transparency.
 """
 
+from __future__ import annotations
+
+import dataclasses
+
 import numpy as np
+
+# The model's own value range: frames in [-0.5, 0.5].
+MODEL_RANGE = (-0.5, 0.5)
 
 
 def from_uint8(frames_u8: np.ndarray) -> np.ndarray:
@@ -15,3 +30,97 @@ def from_uint8(frames_u8: np.ndarray) -> np.ndarray:
 def to_uint8(frames: np.ndarray) -> np.ndarray:
   """float [-0.5, 0.5] (any shape) -> uint8: `x * 255 + 127.5`, rounded to nearest, clipped to [0, 255]."""
   return np.clip(np.rint(np.asarray(frames, np.float32) * 255.0 + 127.5), 0, 255).astype(np.uint8)
+
+
+def uint16_to_uint8(frames_u16: np.ndarray) -> np.ndarray:
+  """uint16 [0, 65535] -> uint8 [0, 255], rounded to nearest (65535 / 255 = 257 exactly)."""
+  return ((np.asarray(frames_u16, np.uint32) + 128) // 257).astype(np.uint8)
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameFormat:
+  """How a caller's frames encode values: `dtype` and the values meaning black and white, `value_range`."""
+  dtype: np.dtype
+  value_range: tuple[float, float]
+
+  @property
+  def is_integer(self) -> bool:
+    return self.dtype.kind == 'u'
+
+
+def frame_format(dtype: np.dtype | type, value_range: tuple[float, float] | None = None) -> FrameFormat:
+  """The `FrameFormat` of frames of `dtype`; raises ValueError for a float without `value_range` or a bad dtype.
+
+  Args:
+    dtype: the frames' dtype: uint8, uint16 or a float type.
+    value_range: (black, white) for float frames, e.g. (0, 1); for uint8/uint16 None or their full range.
+  """
+  dtype = np.dtype(dtype)
+  if dtype in (np.uint8, np.uint16):
+    full = (0.0, float(np.iinfo(dtype).max))
+    if value_range is not None and tuple(map(float, value_range)) != full:
+      raise ValueError(f'{dtype} frames always use their full range {full}; value_range={value_range} does not '
+                       'apply (convert to float to use another range).')
+    return FrameFormat(dtype, full)
+  if dtype.kind != 'f':
+    raise ValueError(f'frames must be uint8, uint16 or float, got {dtype}.')
+  if value_range is None:
+    raise ValueError(f'{dtype} frames need their value range: pass value_range=(black, white), e.g. (0, 1), '
+                     f'(0, 255), or {MODEL_RANGE} (the model\'s own); a float array does not say which it is.')
+  low, high = (float(v) for v in value_range)
+  if not (np.isfinite(low) and np.isfinite(high) and high > low):
+    raise ValueError(f'value_range must be two finite numbers (black, white) with black < white, '
+                     f'got {value_range}.')
+  return FrameFormat(dtype, (low, high))
+
+
+def to_rgb(frames: np.ndarray, white: float, what: str = 'frame') -> np.ndarray:
+  """(..., H, W, C), C in {1, 3, 4} -> (..., H, W, 3) of the same dtype: grey repeated, opaque alpha dropped.
+
+  `white` is the fully opaque alpha value (255 for uint8). Raises ValueError, naming `what`, for another channel
+  count or an alpha that is not fully opaque everywhere.
+  """
+  frames = np.asarray(frames)
+  channels = frames.shape[-1] if frames.ndim else 0
+  if channels not in (1, 3, 4):
+    raise ValueError(f'{what}: expected 1 (grey), 3 (RGB) or 4 (RGBA) channels, got shape {frames.shape}.')
+  if channels == 4:
+    translucent = np.count_nonzero(frames[..., 3] != white)
+    if translucent:
+      raise ValueError(f'{what}: RGBA with {translucent} pixel(s) not fully opaque (alpha != {white:g}); the model '
+                       'cannot represent transparency. Flatten the frames onto a background first.')
+    return frames[..., :3]
+  if channels == 1:
+    return np.repeat(frames, 3, axis=-1)
+  return frames
+
+
+def to_model(frames: np.ndarray, fmt: FrameFormat, what: str = 'frame') -> np.ndarray:
+  """(..., H, W, C) frames in `fmt`, C in {1, 3, 4} -> float32 RGB (..., H, W, 3) in [-0.5, 0.5].
+
+  Grey (C = 1) is repeated to RGB; RGBA (C = 4) must be fully opaque (`to_rgb`). `what` names the frames in
+  errors. Raises ValueError for another channel count, a translucent alpha or non-finite float values.
+  """
+  frames = np.asarray(frames)
+  if frames.dtype != fmt.dtype:
+    raise ValueError(f'{what}: dtype {frames.dtype} differs from the earlier frames\' {fmt.dtype}.')
+  low, high = fmt.value_range
+  frames = to_rgb(frames, high, what)
+  if fmt.dtype.kind == 'f' and not np.all(np.isfinite(frames)):
+    raise ValueError(f'{what}: contains NaN or infinite values.')
+  if fmt.value_range == MODEL_RANGE:
+    return np.asarray(frames, np.float32)
+  return (np.asarray(frames, np.float32) - np.float32(low)) / np.float32(high - low) - np.float32(0.5)
+
+
+def from_model(frames: np.ndarray, fmt: FrameFormat) -> np.ndarray:
+  """float [-0.5, 0.5] RGB -> `fmt`: integers rounded and clipped to their range; floats mapped, not clipped."""
+  frames = np.asarray(frames, np.float32)
+  low, high = fmt.value_range
+  if fmt.dtype == np.uint8:
+    return to_uint8(frames)
+  if fmt.dtype == np.uint16:
+    return np.clip(np.rint((frames + 0.5) * 65535.0), 0, 65535).astype(np.uint16)
+  if fmt.value_range == MODEL_RANGE:
+    return frames.astype(fmt.dtype, copy=False)
+  return ((frames + 0.5) * (high - low) + low).astype(fmt.dtype)

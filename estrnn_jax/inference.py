@@ -126,18 +126,21 @@ class StreamingDeblurrer:
   Usage::
 
     deblurrer = StreamingDeblurrer(model, variables)
-    for frame in frames:                  # uint8 (H, W, 3) RGB, or float in [-0.5, 0.5]
+    for frame in frames:                  # uint8 / uint16 (H, W, 3) RGB (or grey, or opaque RGBA)
       for out in deblurrer.push(frame):   # zero or more finished frames, in order
         ...
     for out in deblurrer.flush():         # the last `future_frames` (+ grouping) frames
       ...
 
-  Outputs have the input's dtype convention: uint8 in -> uint8 out (`images.to_uint8`), float in -> float32 in
-  [-0.5, 0.5] (not clipped). The frame size is fixed by the first frame.
+  Frames follow `images.FrameFormat`: uint8 and uint16 use their full range, float frames need `value_range`
+  (e.g. (0, 1)); grey is expanded to RGB and RGBA must be opaque. Outputs are RGB in the input's format: uint8 in
+  -> uint8 out, uint16 -> uint16 (rounded, clipped), float -> the input's float type in its `value_range` (not
+  clipped). The frame size and format are fixed by the first frame.
   """
 
   def __init__(self, model: model_lib.ESTRNN, variables: Variables, *, dtype: Any = None,
-               tile: int | None = None, tile_overlap: int = 32, group_size: int = 1):
+               tile: int | None = None, tile_overlap: int = 32, group_size: int = 1,
+               value_range: tuple[float, float] | None = None):
     """Sets up a deblurrer; compilation happens at the first frame (the frame size is needed).
 
     Args:
@@ -147,6 +150,8 @@ class StreamingDeblurrer:
       tile: split frames into `tile` x `tile` tiles (multiple of 4) with `tile_overlap` px overlap; None: no tiling.
       group_size: frames per jitted call. 1 gives the lowest delay; larger groups batch GSA and reconstruction
         (faster on accelerators) and delay outputs by up to `group_size - 1` more frames.
+      value_range: (black, white) of float frames, e.g. (0, 1) or `images.MODEL_RANGE`; required for floats,
+        not needed for uint8 / uint16.
     """
     if group_size < 1:
       raise ValueError(f'group_size must be >= 1, got {group_size}.')
@@ -159,8 +164,9 @@ class StreamingDeblurrer:
     if tile is not None:
       check_tiling(tile, tile_overlap)
     self._context_len = model.past_frames + model.future_frames
+    self._value_range = value_range
     self._frame_shape: tuple[int, int] | None = None
-    self._uint8: bool | None = None
+    self._format: images.FrameFormat | None = None
     self._pending: list[np.ndarray] = []
     self._num_real = 0          # real frames pushed into the model
     self._num_steps = 0         # frame slots processed (real + end padding)
@@ -190,7 +196,7 @@ class StreamingDeblurrer:
 
   def reset(self) -> None:
     """Forgets the current video (state, buffers, frame size); compiled functions are kept."""
-    self._frame_shape, self._uint8, self._pending = None, None, []
+    self._frame_shape, self._format, self._pending = None, None, []
     self._num_real = self._num_steps = self._num_emitted = 0
     self.carry = None
 
@@ -200,27 +206,31 @@ class StreamingDeblurrer:
     if outputs:
       return np.concatenate(outputs)
     height, width = self._frame_shape or (0, 0)
-    return np.zeros((0, height, width, 3), np.uint8 if self._uint8 else np.float32)
+    return np.zeros((0, height, width, 3), self._format.dtype if self._format else np.float32)
 
   def _submit(self, frames: np.ndarray) -> list[tuple[jax.Array, slice]]:
     """Queues frames; dispatches every full group. Returns (device output, rows to keep) per dispatch."""
     frames = np.asarray(frames)
+    if frames.ndim == 2:          # one grey frame (H, W)
+      frames = frames[..., None]
     if frames.ndim == 3:
       frames = frames[None]
-    if frames.ndim != 4 or frames.shape[-1] != 3:
-      raise ValueError(f'expected frames of shape (H, W, 3) or (G, H, W, 3), got {frames.shape}.')
+    if frames.ndim != 4 or frames.shape[-1] not in (1, 3, 4):
+      raise ValueError(f'expected frames of shape (H, W), (H, W, C) or (G, H, W, C) with C = 1 (grey), 3 (RGB) '
+                       f'or 4 (RGBA), got {frames.shape}.')
     if self._frame_shape is None:
       if frames.shape[1] < 1 or frames.shape[2] < 1:
         raise ValueError(f'empty frame size {frames.shape[1]}x{frames.shape[2]}.')
-      self._start(frames.shape[1], frames.shape[2], frames.dtype == np.uint8)
+      fmt = images.frame_format(frames.dtype, self._value_range)
+      self._start(frames.shape[1], frames.shape[2], fmt)
     elif frames.shape[1:3] != self._frame_shape:
       raise ValueError(f'frame size changed from {self._frame_shape} to {frames.shape[1:3]} within one video; '
                        'call flush() before starting another video.')
-    elif (frames.dtype == np.uint8) != self._uint8:
-      raise ValueError('mixing uint8 and float frames within one video.')
+    elif frames.dtype != self._format.dtype:
+      raise ValueError(f'mixing {self._format.dtype} and {frames.dtype} frames within one video.')
     results = []
     for frame in frames:
-      self._pending.append(images.from_uint8(frame) if self._uint8 else np.asarray(frame, np.float32))
+      self._pending.append(images.to_model(frame, self._format, f'frame {self._num_real + len(self._pending)}'))
       if len(self._pending) == self.group_size:
         results.append(self._dispatch(np.stack(self._pending), self.group_size))
         self._pending = []
@@ -240,8 +250,8 @@ class StreamingDeblurrer:
       results.append(self._dispatch(np.stack([blank] * self.group_size), 0))
     return [r for r in results if r is not None]
 
-  def _start(self, height: int, width: int, is_uint8: bool) -> None:
-    self._frame_shape, self._uint8 = (height, width), is_uint8
+  def _start(self, height: int, width: int, fmt: images.FrameFormat) -> None:
+    self._frame_shape, self._format = (height, width), fmt
     padded_h, padded_w = height + (-height % 4), width + (-width % 4)
     self._grid = tile_grid(padded_h, padded_w, self._tile, self._tile_overlap)
     self._weights = jnp.asarray(blend_weights(self._grid, self._tile_overlap)) if self._grid.num_tiles > 1 else None
@@ -276,8 +286,7 @@ class StreamingDeblurrer:
 
   def _fetch(self, result: tuple[jax.Array, slice]) -> np.ndarray:
     out, rows = result
-    out = np.asarray(out)[rows]
-    return images.to_uint8(out) if self._uint8 else out
+    return images.from_model(np.asarray(out)[rows], self._format)
 
 
 _num_traces = 0
@@ -374,15 +383,16 @@ def _compiled_group_step():
 
 def deblur_stream(model: model_lib.ESTRNN, variables: Variables, frames: Iterable[np.ndarray], *,
                   dtype: Any = None, tile: int | None = None, tile_overlap: int = 32,
-                  group_size: int = 1) -> Iterator[np.ndarray]:
+                  group_size: int = 1, value_range: tuple[float, float] | None = None) -> Iterator[np.ndarray]:
   """Yields one deblurred frame (H, W, 3) per input frame, in order, with constant memory.
 
-  `frames` yields (H, W, 3) uint8 or float frames; outputs follow the input's dtype (see `StreamingDeblurrer`).
+  `frames` yields (H, W, C) or grey (H, W) frames: uint8, uint16, or float with `value_range`; outputs are RGB in
+  the input's format (see `StreamingDeblurrer`).
   One group stays in flight on the device while the previous one is copied back, so reading, writing and
   device compute overlap.
   """
   deblurrer = StreamingDeblurrer(model, variables, dtype=dtype, tile=tile, tile_overlap=tile_overlap,
-                                 group_size=group_size)
+                                 group_size=group_size, value_range=value_range)
   in_flight: list[tuple[jax.Array, slice]] = []
   for frame in frames:
     in_flight.extend(deblurrer._submit(frame))  # pylint: disable=protected-access
@@ -395,19 +405,25 @@ def deblur_stream(model: model_lib.ESTRNN, variables: Variables, frames: Iterabl
 
 
 def deblur_video(model: model_lib.ESTRNN, variables: Variables, frames: np.ndarray, *, dtype: Any = None,
-                 tile: int | None = None, tile_overlap: int = 32, group_size: int = 4) -> np.ndarray:
-  """Deblurs a whole clip: (T, H, W, 3) uint8 or float in [-0.5, 0.5] -> (T, H, W, 3), same dtype convention.
+                 tile: int | None = None, tile_overlap: int = 32, group_size: int = 4,
+                 value_range: tuple[float, float] | None = None) -> np.ndarray:
+  """Deblurs a whole clip: (T, H, W, C) or grey (T, H, W) -> RGB (T, H, W, 3) in the input's format.
 
-  Every frame gets an output (edges as in the module docstring); the result equals streaming with
-  `StreamingDeblurrer`. Runs `group_size` frames per jitted call.
+  Frames are uint8, uint16, or float with `value_range` (e.g. (0, 1), or `images.MODEL_RANGE` for the model's
+  [-0.5, 0.5]); see `images.FrameFormat`. Every frame gets an output (edges as in the module docstring); the
+  result equals streaming with `StreamingDeblurrer`. Runs `group_size` frames per jitted call.
   """
   frames = np.asarray(frames)
-  if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
-    raise ValueError(f'expected a clip of shape (T, H, W, 3) with T >= 1, got {frames.shape}.')
-  out = np.empty(frames.shape, np.uint8 if frames.dtype == np.uint8 else np.float32)
+  if frames.ndim == 3:   # grey (T, H, W)
+    frames = frames[..., None]
+  if frames.ndim != 4 or frames.shape[-1] not in (1, 3, 4) or frames.shape[0] == 0:
+    raise ValueError(f'expected a clip of shape (T, H, W, C) with T >= 1 and C = 1, 3 or 4, or a grey clip '
+                     f'(T, H, W), got {frames.shape}.')
+  fmt = images.frame_format(frames.dtype, value_range)
+  out = np.empty((*frames.shape[:3], 3), fmt.dtype)
   index = 0
   for frame in deblur_stream(model, variables, frames, dtype=dtype, tile=tile, tile_overlap=tile_overlap,
-                             group_size=min(group_size, len(frames))):
+                             group_size=min(group_size, len(frames)), value_range=value_range):
     out[index] = frame
     index += 1
   assert index == len(frames), (index, len(frames))

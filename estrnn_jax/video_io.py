@@ -1,8 +1,11 @@
-"""Video files and frame folders in and out, as uint8 RGB frames (H, W, 3), for `estrnn_jax.deblur`.
+"""Video files and frame folders in and out, as RGB frames (H, W, 3), for `estrnn_jax.deblur`.
 
 Reading: any container/codec PyAV's bundled FFmpeg decodes (mp4, mov, mkv, avi, webm, ...), or a folder of
 PNG/JPEG frames sorted numerically (`2.png` before `10.png`). Frames are decoded lazily, so memory does not
 grow with the video's length.
+
+Frames are uint8, except that a folder of 16-bit grey PNGs reads as uint16 (1000 stays 1000 / 65535, never
+saturated); writers take uint8 or uint16 and store 8 bits per channel.
 
 Writing: videos (`.mp4`, `.mov`, `.mkv`, `.avi`) are H.264 via libx264 when PyAV's FFmpeg has it (it does in
 the PyPI wheels), else MPEG-4 Part 2. H.264 4:2:0 cannot represent odd widths or heights (its chroma is
@@ -29,6 +32,8 @@ from collections.abc import Iterator, Sequence
 import av
 import numpy as np
 from PIL import Image
+
+from estrnn_jax import images
 
 VIDEO_SUFFIXES = ('.mp4', '.mov', '.mkv', '.avi', '.webm', '.m4v')
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
@@ -65,7 +70,8 @@ def natural_sort_key(name: str) -> tuple:
 
 
 class FrameReader:
-  """Iterates over the frames of a video file or a frame folder: uint8 (H, W, 3) RGB.
+  """Iterates over the frames of a video file or a frame folder: (H, W, 3) RGB, uint8 (uint16 for a folder of
+  16-bit grey PNGs, whose values are kept). Grey frames are expanded to RGB; RGBA frames must be fully opaque.
 
   Opening decodes the first frame, so an unreadable, corrupt or empty input fails here, before any work.
   Iterating yields every frame once (at most `max_frames`), in order.
@@ -154,6 +160,9 @@ class FrameReader:
       if self._max_frames is not None and index >= self._max_frames:
         return
       frame = _read_image(file)
+      if frame.dtype != first.dtype:
+        raise VideoIOError(f'{file}: is {_depth(frame)}, but {self._files[0].name} is {_depth(first)}; all frames '
+                           'of a folder must have one bit depth.')
       if frame.shape != first.shape:
         raise VideoIOError(f'{file}: is {frame.shape[1]}x{frame.shape[0]}, but {self._files[0].name} is '
                            f'{first.shape[1]}x{first.shape[0]}; all frames of a folder must have one size.')
@@ -175,7 +184,7 @@ class FrameReader:
 
 
 def read_frames(path: str | os.PathLike, max_frames: int | None = None) -> tuple[np.ndarray, VideoInfo]:
-  """Reads a whole video or frame folder into memory: uint8 (T, H, W, 3) RGB, and its `VideoInfo`."""
+  """Reads a whole video or frame folder into memory: (T, H, W, 3) RGB (uint8; uint16 for 16-bit grey PNGs), and its `VideoInfo`."""
   with FrameReader(path, max_frames=max_frames) as reader:
     frames = np.stack(list(reader))
   return frames, dataclasses.replace(reader.info, num_frames=len(frames))
@@ -189,12 +198,47 @@ def _list_frame_files(folder: pathlib.Path) -> list[pathlib.Path]:
   return sorted(files, key=lambda f: natural_sort_key(f.name))
 
 
+def _depth(frame: np.ndarray) -> str:
+  return '16-bit' if frame.dtype == np.uint16 else '8-bit'
+
+
+# Pillow modes read as they are stored (8-bit grey, RGB, RGBA; 16-bit grey), and those converted first.
+_NATIVE_MODES = ('L', 'RGB', 'RGBA', 'I;16', 'I;16L', 'I;16B', 'I;16N')
+_CONVERTED_MODES = {'1': 'L', 'P': 'RGBA', 'PA': 'RGBA', 'CMYK': 'RGB', 'YCbCr': 'RGB', 'LAB': 'RGB', 'HSV': 'RGB',
+                    'LA': 'RGBA', 'La': 'RGBA', 'RGBa': 'RGBA', 'RGBX': 'RGB'}
+
+
 def _read_image(file: pathlib.Path) -> np.ndarray:
+  """One image file -> (H, W, 3) RGB, uint8, or uint16 for a 16-bit grey PNG (values kept, not saturated).
+
+  Grey is expanded to RGB; an alpha channel must be fully opaque (the model cannot represent transparency).
+  Pillow reads 16-bit RGB PNGs as 8-bit RGB (the high byte), which keeps their range.
+  """
   try:
     with Image.open(file) as image:
-      return np.asarray(image.convert('RGB'))
+      image.load()
+      mode = image.mode
+      if mode in _CONVERTED_MODES:
+        image = image.convert(_CONVERTED_MODES[mode])
+      elif mode == 'I':   # 32-bit integer grey: 16-bit PNG data in older Pillow versions
+        pixels = np.asarray(image)
+        if pixels.size and (pixels.min() < 0 or pixels.max() > 65535):
+          raise VideoIOError(f'{file}: 32-bit integer image with values outside 0..65535; expected 8- or '
+                             '16-bit frames.')
+        return images.to_rgb(pixels.astype(np.uint16)[..., None], 65535, str(file))
+      elif mode not in _NATIVE_MODES:
+        raise VideoIOError(f'{file}: unsupported image mode {mode!r}; expected 8-bit grey/RGB(A) or 16-bit grey.')
+      pixels = np.asarray(image)
   except (OSError, ValueError, Image.DecompressionBombError) as e:
     raise VideoIOError(f'{file}: cannot read as an image ({_describe(e)}).') from None
+  if pixels.dtype != np.uint8:   # 16-bit grey, in whatever byte order the file had
+    pixels = pixels.astype(np.uint16)
+  if pixels.ndim == 2:
+    pixels = pixels[..., None]
+  try:
+    return images.to_rgb(pixels, float(np.iinfo(pixels.dtype).max), str(file))
+  except ValueError as e:
+    raise VideoIOError(str(e)) from None
 
 
 def _describe(error: BaseException) -> str:
@@ -204,6 +248,11 @@ def _describe(error: BaseException) -> str:
 
 # --------------------------------------------------------------------------------------------------------------
 # Writers.
+
+
+def _as_uint8(frame: np.ndarray) -> np.ndarray:
+  """Writers store 8 bits per channel: uint16 frames (from 16-bit inputs) are rounded to uint8."""
+  return images.uint16_to_uint8(frame) if frame.dtype == np.uint16 else frame
 
 
 def is_video_path(path: str | os.PathLike) -> bool:
@@ -320,6 +369,7 @@ class VideoWriter(_Writer):
       raise VideoIOError(f'{self.path}: cannot create the video file ({_describe(e)}).') from None
 
   def write(self, frame: np.ndarray) -> None:
+    frame = _as_uint8(frame)
     if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
       raise ValueError(f'{self.path}: expected a uint8 frame of shape {(self.height, self.width, 3)}, '
                        f'got {frame.dtype} {frame.shape}.')
@@ -385,7 +435,7 @@ class FolderWriter(_Writer):
     else:
       name = f'{self.num_written:08d}.png'
     try:
-      Image.fromarray(np.ascontiguousarray(frame)).save(self.temporary / name, compress_level=1)
+      Image.fromarray(np.ascontiguousarray(_as_uint8(frame))).save(self.temporary / name, compress_level=1)
     except OSError as e:
       raise VideoIOError(f'{self.temporary / name}: cannot write ({_describe(e)}).') from None
     self.num_written += 1

@@ -27,6 +27,18 @@ def _jitted(model, method=None):
   return jax.jit(functools.partial(model.apply, method=method))
 
 
+def _deblur_video(model, variables, clip, **kwargs):
+  """inference.deblur_video; float clips here are in the model's range [-0.5, 0.5]."""
+  if np.asarray(clip).dtype.kind == 'f':
+    kwargs.setdefault('value_range', images.MODEL_RANGE)
+  return inference.deblur_video(model, variables, clip, **kwargs)
+
+
+def _streaming(model, variables, **kwargs):
+  """inference.StreamingDeblurrer for float frames in the model's range [-0.5, 0.5]."""
+  return inference.StreamingDeblurrer(model, variables, value_range=images.MODEL_RANGE, **kwargs)
+
+
 def _random_clip(shape, seed=0):
   return np.random.default_rng(seed).uniform(-0.5, 0.5, shape).astype(np.float32)
 
@@ -41,7 +53,7 @@ def test_offline_interior_frames_equal_the_reference(tiny):
   """Frames past..T-future-1 are exactly ESTRNN.__call__ (golden outputs of the official PyTorch model)."""
   model, variables, clips, golden_out, _ = tiny
   for clip, expected in zip(clips, golden_out):
-    out = inference.deblur_video(model, variables, clip)
+    out = _deblur_video(model, variables, clip)
     assert out.shape == clip.shape and out.dtype == np.float32
     np.testing.assert_allclose(out[2:-2], expected, atol=1e-5, rtol=0)
 
@@ -49,8 +61,8 @@ def test_offline_interior_frames_equal_the_reference(tiny):
 def test_streaming_equals_offline_with_future_frames_delay(tiny):
   model, variables, clips, _, _ = tiny
   clip = clips[0]
-  offline = inference.deblur_video(model, variables, clip, group_size=4)
-  deblurrer = inference.StreamingDeblurrer(model, variables)
+  offline = _deblur_video(model, variables, clip, group_size=4)
+  deblurrer = _streaming(model, variables)
   assert deblurrer.delay == 2
   counts, outputs = [], []
   for frame in clip:
@@ -66,7 +78,7 @@ def test_streaming_equals_offline_with_future_frames_delay(tiny):
 def test_edge_frames_repeat_the_nearest_features(tiny):
   """Frame 0 uses the window [h0, h0, h0, h1, h2]; frame T-1 uses [h4, h5, h6, h6, h6] (T = 7)."""
   model, variables, clips, _, golden_hs = tiny
-  out = inference.deblur_video(model, variables, clips[1])
+  out = _deblur_video(model, variables, clips[1])
   hs = golden_hs[1:]
   decode = _jitted(model, model_lib.ESTRNN.decode)
   first = decode(variables, np.concatenate([hs[:, :1], hs[:, :1], hs[:, :3]], axis=1))
@@ -78,7 +90,7 @@ def test_edge_frames_repeat_the_nearest_features(tiny):
 def test_long_stream_has_constant_memory_and_compiles_once(tiny):
   model, variables, _, _, _ = tiny
   clip = _random_clip((50, 16, 16, 3), seed=1)
-  deblurrer = inference.StreamingDeblurrer(model, variables)
+  deblurrer = _streaming(model, variables)
   deblurrer.push(clip[0])
   traces_after_first = inference.num_traces()
   shapes = jax.tree.map(lambda x: (x.shape, x.dtype), deblurrer.carry)
@@ -97,9 +109,9 @@ def test_long_stream_has_constant_memory_and_compiles_once(tiny):
 def test_any_length_gets_every_frame_and_group_sizes_agree(tiny, num_frames):
   model, variables, _, _, _ = tiny
   clip = _random_clip((num_frames, 16, 16, 3), seed=num_frames)
-  one_by_one = inference.StreamingDeblurrer(model, variables)
+  one_by_one = _streaming(model, variables)
   streamed = np.concatenate([one_by_one.push(clip), one_by_one.flush()])
-  grouped = inference.deblur_video(model, variables, clip, group_size=2)
+  grouped = _deblur_video(model, variables, clip, group_size=2)
   assert streamed.shape == grouped.shape == clip.shape
   np.testing.assert_allclose(grouped, streamed, atol=1e-5, rtol=0)
   assert np.all(np.isfinite(streamed))
@@ -108,7 +120,7 @@ def test_any_length_gets_every_frame_and_group_sizes_agree(tiny, num_frames):
 def test_odd_frame_size_is_padded_and_cropped_back(tiny):
   model, variables, _, _, _ = tiny
   clip = _random_clip((6, 17, 23, 3), seed=2)
-  out = inference.deblur_video(model, variables, clip)
+  out = _deblur_video(model, variables, clip)
   assert out.shape == clip.shape
   np.testing.assert_allclose(out[2:-2], _jitted(model)(variables, clip[None])[0], atol=1e-5, rtol=0)
 
@@ -116,16 +128,16 @@ def test_odd_frame_size_is_padded_and_cropped_back(tiny):
 def test_uint8_in_uint8_out(tiny):
   model, variables, _, _, _ = tiny
   clip_u8 = np.random.default_rng(3).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
-  out = inference.deblur_video(model, variables, clip_u8, group_size=1)
+  out = _deblur_video(model, variables, clip_u8, group_size=1)
   assert out.dtype == np.uint8 and out.shape == clip_u8.shape
-  expected = images.to_uint8(inference.deblur_video(model, variables, images.from_uint8(clip_u8), group_size=1))
+  expected = images.to_uint8(_deblur_video(model, variables, images.from_uint8(clip_u8), group_size=1))
   np.testing.assert_array_equal(out, expected)
 
 
 def test_tile_covering_the_frame_equals_untiled(tiny):
   model, variables, clips, _, _ = tiny
-  untiled = inference.deblur_video(model, variables, clips[0])
-  tiled = inference.deblur_video(model, variables, clips[0], tile=48, tile_overlap=8)
+  untiled = _deblur_video(model, variables, clips[0])
+  tiled = _deblur_video(model, variables, clips[0], tile=48, tile_overlap=8)
   np.testing.assert_array_equal(tiled, untiled)
 
 
@@ -135,12 +147,12 @@ def test_residual_model_adds_each_input_frame_to_its_output(tiny, group_size, ti
   model, variables, _, _, _ = tiny
   clip = _random_clip((7, 22, 30, 3), seed=4)
   residual = model.clone(residual=True)
-  plain = inference.deblur_video(model, variables, clip, group_size=group_size, tile=tile, tile_overlap=4)
-  out = inference.deblur_video(residual, variables, clip, group_size=group_size, tile=tile, tile_overlap=4)
+  plain = _deblur_video(model, variables, clip, group_size=group_size, tile=tile, tile_overlap=4)
+  out = _deblur_video(residual, variables, clip, group_size=group_size, tile=tile, tile_overlap=4)
   np.testing.assert_allclose(out, plain + clip, atol=1e-5, rtol=0)   # edge frames included
   if tile is None:   # tiles see less context than the whole frame
     np.testing.assert_allclose(out[2:-2], _jitted(residual)(variables, clip[None])[0], atol=1e-5, rtol=0)
-  deblurrer = inference.StreamingDeblurrer(residual, variables, tile=tile, tile_overlap=4)
+  deblurrer = _streaming(residual, variables, tile=tile, tile_overlap=4)
   streamed = np.concatenate([deblurrer.push(frame) for frame in clip] + [deblurrer.flush()])
   np.testing.assert_allclose(streamed, out, atol=1e-5, rtol=0)
 
@@ -148,13 +160,13 @@ def test_residual_model_adds_each_input_frame_to_its_output(tiny, group_size, ti
 def test_tiling_is_close_to_untiled(tiny):
   model, variables, clips, _, _ = tiny
   clip = clips[0]   # 32x48 -> 6 tiles of 24x24
-  untiled = inference.deblur_video(model, variables, clip)
-  tiled = inference.deblur_video(model, variables, clip, tile=24, tile_overlap=8)
+  untiled = _deblur_video(model, variables, clip)
+  tiled = _deblur_video(model, variables, clip, tile=24, tile_overlap=8)
   diff = np.abs(tiled - untiled)
   assert tiled.shape == clip.shape
   assert diff.mean() < 0.1 * np.abs(untiled).mean() and diff.max() < 0.05, (diff.mean(), diff.max())
   assert diff.max() > 0   # tiles really were processed separately
-  deblurrer = inference.StreamingDeblurrer(model, variables, tile=24, tile_overlap=8, group_size=4)
+  deblurrer = _streaming(model, variables, tile=24, tile_overlap=8, group_size=4)
   first = deblurrer.push(clip)
   state, context, pending, _ = deblurrer.carry
   assert state.shape == (6, 6, 6, 4) and context.shape == (6, 4, 6, 6, 20)   # one stream per tile
@@ -181,8 +193,8 @@ def test_tile_grid_and_blend_weights():
 def test_bfloat16_is_close_to_float32(tiny):
   model, variables, _, _, _ = tiny
   clip = _random_clip((3, 16, 16, 3), seed=5)
-  f32 = inference.deblur_video(model, variables, clip, group_size=1)
-  bf16 = inference.deblur_video(model, variables, clip, dtype=jnp.bfloat16, group_size=1)
+  f32 = _deblur_video(model, variables, clip, group_size=1)
+  bf16 = _deblur_video(model, variables, clip, dtype=jnp.bfloat16, group_size=1)
   assert bf16.dtype == np.float32
   assert np.abs(bf16 - f32).max() < 0.03, np.abs(bf16 - f32).max()
   assert np.abs(bf16 - f32).max() > 0
@@ -190,16 +202,16 @@ def test_bfloat16_is_close_to_float32(tiny):
 
 def test_bad_frames_raise_clear_errors(tiny):
   model, variables, _, _, _ = tiny
-  deblurrer = inference.StreamingDeblurrer(model, variables)
+  deblurrer = _streaming(model, variables)
   with pytest.raises(ValueError, match='shape'):
-    deblurrer.push(np.zeros((16, 16), np.float32))
+    deblurrer.push(np.zeros((16, 16, 2), np.float32))
   deblurrer.push(np.zeros((16, 16, 3), np.float32))
   with pytest.raises(ValueError, match='frame size changed'):
     deblurrer.push(np.zeros((20, 16, 3), np.float32))
   with pytest.raises(ValueError, match='T >= 1'):
-    inference.deblur_video(model, variables, np.zeros((0, 16, 16, 3), np.float32))
+    _deblur_video(model, variables, np.zeros((0, 16, 16, 3), np.float32))
   with pytest.raises(ValueError, match='group_size'):
-    inference.StreamingDeblurrer(model, variables, group_size=0)
+    _streaming(model, variables, group_size=0)
 
 
 @pytest.mark.parametrize('overlap', [0, 8])
@@ -214,7 +226,7 @@ def test_tiles_are_independent_streams_blended_by_raised_cosine(tiny, overlap):
   model, variables, _, _, _ = tiny
   size = 40 if overlap else 48
   clip = _random_clip((7, size, size, 3), seed=11)
-  tiled = inference.deblur_video(model, variables, clip, tile=24, tile_overlap=overlap)
+  tiled = _deblur_video(model, variables, clip, tile=24, tile_overlap=overlap)
   starts = (0, 16) if overlap else (0, 24)   # 40 = 24 + 16, overlapping by 8; 48 = 24 + 24, abutting
   if overlap:
     rise = 0.5 - 0.5 * np.cos(np.pi * (np.arange(8) + 0.5) / 8)   # the second tile's share across the overlap
@@ -229,7 +241,7 @@ def test_tiles_are_independent_streams_blended_by_raised_cosine(tiny, overlap):
       weight = np.outer(share[y], share[x])[y:y + 24, x:x + 24, None]
       expected[:, y:y + 24, x:x + 24] += crop_out * weight
   np.testing.assert_allclose(tiled[2:-2], expected, atol=1e-5, rtol=0)
-  untiled = inference.deblur_video(model, variables, clip)
+  untiled = _deblur_video(model, variables, clip)
   assert np.abs(tiled - untiled).max() > 1e-3   # the tiles really ran separately
 
 
@@ -250,8 +262,78 @@ def test_short_clips_against_the_model(tiny, num_frames):
   """Clips shorter than one window still get every frame; the centre of a 5-frame clip is ESTRNN.__call__."""
   model, variables, _, _, _ = tiny
   clip = _random_clip((num_frames, 16, 20, 3), seed=20 + num_frames)
-  out = inference.deblur_video(model, variables, clip)
+  out = _deblur_video(model, variables, clip)
   assert out.shape == clip.shape
   np.testing.assert_allclose(out, _every_frame_reference(model, variables, clip), atol=1e-5, rtol=0)
   if num_frames == 5:
     np.testing.assert_allclose(out[2:3], np.asarray(_jitted(model)(variables, clip[None]))[0], atol=1e-5, rtol=0)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Frame formats: each input type maps to the model's range by its own rule, and comes back in its format.
+
+
+@pytest.fixture(scope='module')
+def format_case(tiny):
+  """A uint8 clip and the model's float output for it (frames x / 255 - 0.5)."""
+  model, variables, _, _, _ = tiny
+  clip_u8 = np.random.default_rng(30).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+  as_model = clip_u8.astype(np.float32) / 255 - 0.5
+  return clip_u8, inference.deblur_video(model, variables, as_model, value_range=(-0.5, 0.5), group_size=1)
+
+
+def test_uint16_frames_use_their_full_range(tiny, format_case):
+  model, variables, _, _, _ = tiny
+  clip_u8, expected = format_case
+  out = inference.deblur_video(model, variables, clip_u8.astype(np.uint16) * 257, group_size=1)   # same values
+  assert out.dtype == np.uint16 and out.shape == clip_u8.shape
+  want = np.clip(np.rint((expected.astype(np.float64) + 0.5) * 65535), 0, 65535)
+  assert np.abs(out - want).max() <= 1   # float32 rounding of x * 257 / 65535 vs x / 255: within one level
+
+
+@pytest.mark.parametrize('value_range', [(0.0, 1.0), (0.0, 255.0), (-1.0, 1.0)])
+def test_float_frames_use_the_stated_range(tiny, format_case, value_range):
+  model, variables, _, _, _ = tiny
+  clip_u8, expected = format_case
+  low, high = value_range
+  clip = (clip_u8.astype(np.float64) / 255 * (high - low) + low).astype(np.float32)
+  out = inference.deblur_video(model, variables, clip, value_range=value_range, group_size=1)
+  assert out.dtype == np.float32
+  np.testing.assert_allclose(out, (expected + 0.5) * (high - low) + low, atol=2e-5 * (high - low), rtol=0)
+
+
+def test_grey_is_expanded_and_opaque_rgba_accepted(tiny):
+  model, variables, _, _, _ = tiny
+  grey = np.random.default_rng(31).integers(0, 256, (3, 16, 16), dtype=np.uint8)
+  as_rgb = inference.deblur_video(model, variables, np.repeat(grey[..., None], 3, -1), group_size=1)
+  np.testing.assert_array_equal(inference.deblur_video(model, variables, grey, group_size=1), as_rgb)
+  np.testing.assert_array_equal(inference.deblur_video(model, variables, grey[..., None], group_size=1), as_rgb)
+  rgba = np.concatenate([np.repeat(grey[..., None], 3, -1), np.full((3, 16, 16, 1), 255, np.uint8)], -1)
+  np.testing.assert_array_equal(inference.deblur_video(model, variables, rgba, group_size=1), as_rgb)
+  deblurrer = inference.StreamingDeblurrer(model, variables)
+  streamed = np.concatenate([deblurrer.push(frame) for frame in grey] + [deblurrer.flush()])   # (H, W) frames
+  np.testing.assert_array_equal(streamed, as_rgb)
+
+
+def test_bad_frame_formats_are_refused(tiny):
+  model, variables, _, _, _ = tiny
+  floats = np.zeros((2, 16, 16, 3), np.float32)
+  with pytest.raises(ValueError, match=r'float32 frames need their value range: pass value_range='):
+    inference.deblur_video(model, variables, floats)
+  with pytest.raises(ValueError, match=r'float32 frames need their value range'):
+    inference.StreamingDeblurrer(model, variables).push(floats[0])
+  with pytest.raises(ValueError, match='must be uint8, uint16 or float, got int32'):
+    inference.deblur_video(model, variables, np.zeros((2, 16, 16, 3), np.int32))
+  with pytest.raises(ValueError, match='black < white'):
+    inference.deblur_video(model, variables, floats, value_range=(1, 0))
+  with pytest.raises(ValueError, match=r'uint8 frames always use their full range'):
+    inference.deblur_video(model, variables, np.zeros((2, 16, 16, 3), np.uint8), value_range=(0, 1))
+  rgba = np.full((2, 16, 16, 4), 255, np.uint8)
+  rgba[1, 3, 4, 3] = 254
+  with pytest.raises(ValueError, match=r'frame 1: RGBA with 1 pixel\(s\) not fully opaque'):
+    inference.deblur_video(model, variables, rgba)
+  floats[0, 5, 5, 1] = np.nan
+  with pytest.raises(ValueError, match='frame 0: contains NaN or infinite values'):
+    inference.deblur_video(model, variables, floats, value_range=(0, 1))
+  with pytest.raises(ValueError, match='C = 1, 3 or 4'):
+    inference.deblur_video(model, variables, np.zeros((2, 16, 16, 2), np.uint8))
