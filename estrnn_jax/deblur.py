@@ -11,8 +11,10 @@ as the input frames, or 00000000.png, ... for a video input). Every input frame 
 `estrnn_jax.inference` for how the first `past` and last `future` frames are handled.
 
 Runs in constant memory (frames stream through the model) and shows a progress bar with frames/s. Outputs are
-written under a temporary name and moved into place when complete; on any error nothing is left behind and the
-command exits with status 1 and a one-line message.
+written under a temporary name and moved into place when complete; on any error or Ctrl-C nothing is left behind.
+Errors follow `estrnn_jax.cli`: one line `deblur: error: ...`, exit status 1 (130 for Ctrl-C); `--verbosity=1` or
+ESTRNN_TRACEBACK=1 adds the traceback. Frames too large for the device give an out-of-memory error that names the
+frame size and suggests `--tile`.
 """
 
 from __future__ import annotations
@@ -29,11 +31,12 @@ from absl import logging
 import numpy as np
 import tqdm
 
+from estrnn_jax import cli
 from estrnn_jax import inference
 from estrnn_jax import video_io
 
 
-class DeblurError(Exception):
+class DeblurError(cli.UserError):
   """A user-facing failure: bad input, output or checkpoint. The message says what and where."""
 
 
@@ -59,8 +62,7 @@ def _positive_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(
-      prog='python -m estrnn_jax.deblur', description='Deblur a video or a folder of frames with ESTRNN.')
+  parser = cli.ArgumentParser('deblur', description='Deblur a video or a folder of frames with ESTRNN.')
   parser.add_argument('--checkpoint', required=True,
                       help='Training workdir, converted checkpoint directory, or official .pth.tar file.')
   parser.add_argument('--input', required=True, help='Video file, or folder of PNG/JPEG frames.')
@@ -109,7 +111,10 @@ def run(args: argparse.Namespace) -> Summary:
   if len(set(paths)) != len(paths):
     raise DeblurError('--input, --output and --compare must be different paths.')
 
-  reader = video_io.FrameReader(args.input, max_frames=args.max_frames, fps=args.fps)
+  try:
+    reader = video_io.FrameReader(args.input, max_frames=args.max_frames, fps=args.fps)
+  except video_io.VideoIOError as e:
+    raise DeblurError(str(e)) from None
   writers: list = []
   try:
     info = reader.info
@@ -151,10 +156,25 @@ def run(args: argparse.Namespace) -> Summary:
     return Summary(count, info.height, info.width, float(info.fps), seconds)
   except video_io.VideoIOError as e:
     raise DeblurError(str(e)) from None
+  except Exception as e:  # pylint: disable=broad-except
+    if cli.is_device_out_of_memory(e):
+      raise DeblurError(_out_of_memory_message(args, reader.info)) from e
+    raise
   finally:
     for writer in writers:
       writer.abort()
     reader.close()
+
+
+def _out_of_memory_message(args: argparse.Namespace, info: video_io.VideoInfo) -> str:
+  if args.tile:
+    hint = f'use a smaller --tile than {args.tile} (a multiple of 4, at least 16)'
+  else:
+    hint = 'process the frames in tiles, e.g. --tile 256 (smaller if needed)'
+  if args.group_size > 1:
+    hint += f', or a smaller --group_size than {args.group_size}'
+  return (f'out of device memory deblurring {info.width}x{info.height} frames of {args.input}'
+          f'{f" in {args.tile}x{args.tile} tiles" if args.tile else ""}: {hint}.')
 
 
 def _load_checkpoint(path: str, dtype: str | None, which: str):
@@ -169,21 +189,17 @@ def _load_checkpoint(path: str, dtype: str | None, which: str):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  """Command-line entry point; returns the exit status (0 ok, 1 error, 2 bad arguments, 130 interrupted)."""
+  """Command-line entry point; returns the exit status (0 ok, 1 error or bad arguments, 130 interrupted)."""
   args = build_parser().parse_args(argv)
-  try:
-    summary = run(args)
-  except (DeblurError, video_io.VideoIOError) as e:
-    print(f'deblur: error: {e}', file=sys.stderr)
-    return 1
-  except KeyboardInterrupt:
-    print('deblur: interrupted; no output was written.', file=sys.stderr)
-    return 130
+  return cli.guarded('deblur', lambda: _run_and_report(args), verbosity=args.verbosity)
+
+
+def _run_and_report(args: argparse.Namespace) -> None:
+  summary = run(args)
   rate = summary.num_frames / summary.seconds if summary.seconds > 0 else float('inf')
   print(f'Deblurred {summary.num_frames} frames ({summary.width}x{summary.height}, {summary.fps:g} fps) in '
         f'{summary.seconds:.1f} s ({rate:.2f} frames/s) -> {args.output}'
         + (f' (comparison: {args.compare})' if args.compare else ''))
-  return 0
 
 
 if __name__ == '__main__':

@@ -23,6 +23,7 @@ import jax
 from jax.extend import core as jex_core
 import jax.numpy as jnp
 
+from estrnn_jax import cli
 from estrnn_jax import model as model_lib
 
 
@@ -181,15 +182,19 @@ def define_flags() -> None:
 
 
 def main(argv: list[str]) -> None:
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   f = flags.FLAGS
-  try:
-    p = profile(f.n_features, f.n_blocks, f.height, f.width, f.past_frames, f.future_frames)
-  except ValueError as e:
-    raise app.UsageError(str(e)) from None
+  for name in ('n_features', 'n_blocks', 'height', 'width'):
+    if f[name].value < 1:
+      raise cli.UserError(f'--{name} must be >= 1, got {f[name].value}.')
+  for name in ('past_frames', 'future_frames'):
+    if f[name].value < 0:
+      raise cli.UserError(f'--{name} must be >= 0, got {f[name].value}.')
+  p = profile(f.n_features, f.n_blocks, f.height, f.width, f.past_frames, f.future_frames)
   print(format_profile(p))
 
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  cli.run_absl('profile', main)

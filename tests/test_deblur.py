@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import av
+import jax
 import numpy as np
 from PIL import Image
 import pytest
@@ -194,13 +195,67 @@ def test_command_line_entry_point_reports_errors_without_traceback(tmp_path, inp
   assert not (tmp_path / 'out.mp4').exists()
 
 
-def test_bad_flags_are_usage_errors(capsys):
+def test_bad_flags_are_one_line_errors(capsys):
   with pytest.raises(SystemExit) as exit_info:
     deblur.main(['--checkpoint', 'c', '--input', 'i', '--output', 'o', '--max_frames', '0'])
-  assert exit_info.value.code == 2
-  assert 'must be >= 1' in capsys.readouterr().err
+  assert exit_info.value.code == 1
+  err = capsys.readouterr().err
+  assert err.startswith('deblur: error: argument --max_frames: must be >= 1') and err.count('\n') == 1
   status = deblur.main(['--checkpoint', 'c', '--input', 'i', '--output', 'o', '--tile', '30'])
   assert status == 1 and 'multiple of 4' in capsys.readouterr().err
+
+
+def _fail_in_the_compute_call(monkeypatch, error):
+  """Makes the jitted streaming step raise `error` (as XLA does) on its first call."""
+  def compiled_step():
+    def step(*args, **kwargs):
+      raise error
+    return step
+  monkeypatch.setattr(inference, '_compiled_group_step', compiled_step)
+
+
+@pytest.mark.parametrize('tile,group_size,hint', [
+    (0, 1, r'--tile 256'), (64, 4, r'a smaller --tile than 64 .*, or a smaller --group_size than 4')])
+def test_device_out_of_memory_names_the_frame_size_and_tiling(tmp_path, capsys, monkeypatch, checkpoint,
+                                                              input_mp4, tile, group_size, hint):
+  _fail_in_the_compute_call(monkeypatch, jax.errors.JaxRuntimeError(
+      'RESOURCE_EXHAUSTED: Out of memory while trying to allocate 80000000000 bytes.'))
+  status, err = _run(capsys, '--checkpoint', checkpoint, '--input', input_mp4, '--output', tmp_path / 'out.mp4',
+                     '--tile', tile, '--group_size', group_size)
+  assert status == 1
+  message = err.strip().splitlines()[-1]
+  assert message.startswith(f'deblur: error: out of device memory deblurring {WIDTH}x{HEIGHT} frames of '
+                            f'{input_mp4}'), message
+  assert re.search(hint, message), message
+  assert 'Traceback' not in err and os.listdir(tmp_path) == []
+
+
+def test_other_device_errors_are_not_disguised(tmp_path, capsys, monkeypatch, checkpoint, input_mp4):
+  _fail_in_the_compute_call(monkeypatch, jax.errors.JaxRuntimeError('INTERNAL: something else broke'))
+  with pytest.raises(jax.errors.JaxRuntimeError, match='INTERNAL'):
+    deblur.main(['--checkpoint', checkpoint, '--input', str(input_mp4), '--output', str(tmp_path / 'out.mp4')])
+  assert os.listdir(tmp_path) == []
+
+
+def test_ctrl_c_exits_130_and_leaves_no_output(tmp_path, capsys, monkeypatch, checkpoint, input_mp4):
+  _fail_in_the_compute_call(monkeypatch, KeyboardInterrupt())
+  status, err = _run(capsys, '--checkpoint', checkpoint, '--input', input_mp4, '--output', tmp_path / 'out.mp4',
+                     '--compare', tmp_path / 'frames')
+  assert status == 130 and err.strip().splitlines()[-1] == 'deblur: interrupted'
+  assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize('how', ['flag', 'env'])
+def test_traceback_on_request(tmp_path, capsys, monkeypatch, checkpoint, input_mp4, how):
+  extra = []
+  if how == 'flag':
+    extra = ['--verbosity', 1]
+  else:
+    monkeypatch.setenv('ESTRNN_TRACEBACK', '1')
+  status, err = _run(capsys, '--checkpoint', tmp_path / 'missing', '--input', input_mp4, '--output',
+                     tmp_path / 'out.mp4', *extra)
+  assert status == 1 and 'Traceback (most recent call last)' in err
+  assert err.strip().splitlines()[-1].startswith('deblur: error: cannot load the checkpoint')
 
 
 # ---- video_io -------------------------------------------------------------------------------------------------

@@ -1,0 +1,98 @@
+"""The one command-line style (estrnn_jax.cli) and the commands that have no test file of their own (profile)."""
+
+import errno
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from estrnn_jax import cli
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _guarded(capsys, fn, **kwargs):
+  status = cli.guarded('tool', fn, **kwargs)
+  return status, capsys.readouterr().err
+
+
+def _raise(error):
+  def fn():
+    raise error
+  return fn
+
+
+def test_success_and_explicit_statuses(capsys):
+  assert _guarded(capsys, lambda: None) == (0, '')
+  assert _guarded(capsys, lambda: 3) == (3, '')
+
+
+@pytest.mark.parametrize('error,line', [
+    (cli.UserError('--config.batch_size: must be > 0, got -1.'), 'tool: error: --config.batch_size: must be > 0, got -1.'),
+    (FileNotFoundError(errno.ENOENT, 'No such checkpoint file', '/x/ckpt'), 'tool: error: /x/ckpt: No such checkpoint file'),
+    (ValueError('first line\n  second line\n'), 'tool: error: first line second line'),
+    (FloatingPointError('loss diverged at step 3'), 'tool: error: loss diverged at step 3'),
+    (PermissionError(errno.EACCES, 'Permission denied', '/root/x'), 'tool: error: /root/x: Permission denied'),
+])
+def test_user_errors_are_one_line_with_status_1(capsys, monkeypatch, error, line):
+  monkeypatch.delenv(cli.TRACEBACK_ENV, raising=False)
+  status, err = _guarded(capsys, _raise(error))
+  assert status == 1 and err == line + '\n'
+
+
+def test_ctrl_c_is_130(capsys):
+  status, err = _guarded(capsys, _raise(KeyboardInterrupt()))
+  assert status == 130 and err.strip() == 'tool: interrupted'
+
+
+def test_bugs_keep_their_traceback(capsys):
+  with pytest.raises(ZeroDivisionError):
+    cli.guarded('tool', lambda: 1 / 0)
+
+
+@pytest.mark.parametrize('env,verbosity,shown', [('1', 0, True), ('', 1, True), ('0', 0, False), ('', 0, False)])
+def test_traceback_on_request(capsys, monkeypatch, env, verbosity, shown):
+  monkeypatch.setenv(cli.TRACEBACK_ENV, env)
+  status, err = _guarded(capsys, _raise(ValueError('bad value')), verbosity=verbosity)
+  assert status == 1 and err.endswith('tool: error: bad value\n')
+  assert ('Traceback (most recent call last)' in err) == shown
+
+
+def test_device_out_of_memory_is_recognised():
+  import jax  # pylint: disable=g-import-not-at-top
+  assert cli.is_device_out_of_memory(jax.errors.JaxRuntimeError('RESOURCE_EXHAUSTED: Out of memory allocating'))
+  assert not cli.is_device_out_of_memory(jax.errors.JaxRuntimeError('INTERNAL: other'))
+  assert not cli.is_device_out_of_memory(RuntimeError('RESOURCE_EXHAUSTED'))
+
+
+def run_command(module: str, *args: str, env: dict[str, str] | None = None,
+                timeout: float = 300) -> subprocess.CompletedProcess:
+  """`python -m <module> <args>` from the repository root, on the CPU."""
+  full_env = dict(os.environ, JAX_PLATFORMS='cpu', **(env or {}))
+  full_env.pop(cli.TRACEBACK_ENV, None)
+  return subprocess.run([sys.executable, '-m', module, *args], cwd=REPO, env=full_env, capture_output=True,
+                        text=True, timeout=timeout, check=False)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, command: str, *fragments: str) -> str:
+  """Exit status 1, no traceback, and a last stderr line `<command>: error: ...` containing every fragment."""
+  assert result.returncode == 1, (result.returncode, result.stderr[-3000:])
+  assert 'Traceback' not in result.stderr, result.stderr[-3000:]
+  line = result.stderr.strip().splitlines()[-1]
+  assert line.startswith(f'{command}: error: '), result.stderr[-3000:]
+  for fragment in fragments:
+    assert fragment in line, (fragment, line)
+  return line
+
+
+@pytest.mark.parametrize('args,fragments', [
+    (['--height', '30'], ['multiples of 4', '30x1280']),
+    (['--n_blocks', '0'], ['--n_blocks must be >= 1, got 0']),
+    (['--height', 'abc'], ['flag --height=abc']),
+    (['--no_such_flag=1'], ["Unknown command line flag 'no_such_flag'"]),
+    (['stray'], ['unexpected arguments: stray']),
+])
+def test_profile_bad_inputs(args, fragments):
+  assert_one_line_error(run_command('estrnn_jax.profile', *args), 'profile', *fragments)
