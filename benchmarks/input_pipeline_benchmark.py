@@ -24,9 +24,9 @@ from absl import app
 from absl import flags
 import grain
 import numpy as np
-from PIL import Image
 import tensorflow_datasets as tfds
 
+from benchmarks import photo_frames
 from datasets.bsd import bsd_dataset_builder
 from estrnn_jax import input_pipeline
 
@@ -47,46 +47,11 @@ _WORKERS = flags.DEFINE_integer('num_workers', 0, 'Worker processes (0: threads 
 _JSON = flags.DEFINE_bool('json', False, 'Print one JSON line instead of text.')
 
 
-def _texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-  """Photo-like colour texture: 1/f noise, uint8 (height, width, 3)."""
-  fy = np.fft.fftfreq(height)[:, None]
-  fx = np.fft.rfftfreq(width)[None, :]
-  amplitude = 1.0 / np.maximum(np.sqrt(fy**2 + fx**2), 1.0 / max(height, width))
-  channels = []
-  for _ in range(3):
-    spectrum = (rng.standard_normal(amplitude.shape) + 1j * rng.standard_normal(amplitude.shape)) * amplitude
-    field = np.fft.irfft2(spectrum, s=(height, width))
-    channels.append((field - field.mean()) / field.std())
-  return np.clip(128 + 40 * np.stack(channels, axis=-1), 0, 255).astype(np.uint8)
-
-
-def generate_bsd_tree(root: str, sequences: int, length: int, height: int, width: int) -> str:
-  """Writes `<root>/BSD_2ms16ms/{train,valid,test}/<seq>/{Blur,Sharp}/RGB/%08d.png`; returns the manual dir."""
-  rng = np.random.default_rng(0)
-  pad = 4 * length
-  canvas = _texture(rng, height + pad, width + pad)
-  for split in ('train', 'valid', 'test'):
-    for sequence in range(sequences):
-      offset = rng.integers(0, 2, 2)
-      for kind in ('Blur', 'Sharp'):
-        os.makedirs(os.path.join(root, 'BSD_2ms16ms', split, f'{sequence:03d}', kind, 'RGB'))
-      for frame in range(length):
-        y, x = offset * 2 * frame
-        sharp = canvas[y:y + height, x:x + width]
-        # A horizontal box blur stands in for motion blur (smoother frames compress a little better).
-        blur = np.mean([canvas[y:y + height, x + dx:x + dx + width].astype(np.float32) for dx in range(4)],
-                       axis=0).astype(np.uint8)
-        for kind, pixels in (('Blur', blur), ('Sharp', sharp)):
-          Image.fromarray(pixels).save(
-              os.path.join(root, 'BSD_2ms16ms', split, f'{sequence:03d}', kind, 'RGB', f'{frame:08d}.png'))
-  return root
-
-
 def main(argv):
   del argv
   with tempfile.TemporaryDirectory(prefix='pipeline_benchmark_') as tmp:
     if _DATA_DIR.value is None:
-      manual = generate_bsd_tree(os.path.join(tmp, 'manual'), _SEQUENCES.value, _SEQUENCE_LENGTH.value,
+      manual = photo_frames.generate_bsd_tree(os.path.join(tmp, 'manual'), _SEQUENCES.value, _SEQUENCE_LENGTH.value,
                                  _HEIGHT.value, _WIDTH.value)
       data_dir, dataset = os.path.join(tmp, 'tfds'), 'bsd/2ms16ms'
       bsd_dataset_builder.Builder(data_dir=data_dir, config='2ms16ms').download_and_prepare(

@@ -6,6 +6,7 @@ r"""Prepares one of the project's datasets as ArrayRecord files, single process 
   python -m datasets.build --dataset dvd --manual_dir ~/data
   python -m datasets.build --dataset synthetic_blur/small
   python -m datasets.build --dataset paired_folders/my_videos --manual_dir ~/my_videos --blur_dir blurry
+  python -m datasets.build --dataset reds --manual_dir ~/data/REDS --frame_format png   # smaller, slower to read
 
 `--dataset` is `<name>[/<config>]` with name one of bsd, gopro, reds, dvd, synthetic_blur, paired_folders
 (the default config when omitted). For `paired_folders` (your own videos) the config is the name you give
@@ -15,6 +16,9 @@ MANUAL_DOWNLOAD_INSTRUCTIONS say how; not needed for synthetic_blur). The result
 `tfds.data_source('<name>/<config>', data_dir=<data_dir>, split=...)`. An existing, complete dataset is
 reused unless `--overwrite`; a failed build leaves no dataset behind (TFDS writes into a temporary
 folder and renames it when done).
+`--frame_format` is how frames are stored (`estrnn_jax.frame_storage`): 'raw' (default: a training window
+reads at memory speed) or 'png' (smaller, every read decodes whole frames); the choice is recorded in the
+dataset's metadata.
 """
 
 from collections.abc import Sequence
@@ -33,6 +37,7 @@ from datasets.gopro import gopro_dataset_builder
 from datasets.paired_folders import paired_folders_dataset_builder
 from datasets.reds import reds_dataset_builder
 from datasets.synthetic_blur import synthetic_blur_dataset_builder
+from estrnn_jax import frame_storage
 
 BUILDER_CLASSES: tuple[type[tfds.core.GeneratorBasedBuilder], ...] = (
     bsd_dataset_builder.Builder,
@@ -45,11 +50,14 @@ BUILDER_CLASSES: tuple[type[tfds.core.GeneratorBasedBuilder], ...] = (
 
 
 def make_builder(name: str, data_dir: epath.PathLike | None = None, *, blur_dir: str | None = None,
-                 sharp_dir: str | None = None) -> tfds.core.GeneratorBasedBuilder:
+                 sharp_dir: str | None = None, frame_format: str | None = None) -> common.FrameDatasetBuilder:
   """`'<name>[/<config>]'` -> an (unprepared or prepared) builder of one of this project's datasets.
 
   For `paired_folders/<your name>`, `blur_dir` / `sharp_dir` (default blur, sharp) name the frame folders.
+  A new build stores frames in `frame_format` (None: the default, 'raw'); files are ArrayRecord.
   """
+  options = {'data_dir': _expand(data_dir), 'frame_format': frame_format,
+             'file_format': tfds.core.FileFormat.ARRAY_RECORD}
   base, _, config = name.partition('/')
   classes = {cls.name: cls for cls in BUILDER_CLASSES}
   if base not in classes:
@@ -57,15 +65,15 @@ def make_builder(name: str, data_dir: epath.PathLike | None = None, *, blur_dir:
   cls = classes[base]
   if cls is paired_folders_dataset_builder.Builder:
     folders = {k: v for k, v in (('blur_dir', blur_dir), ('sharp_dir', sharp_dir)) if v is not None}
-    return cls(data_dir=_expand(data_dir),
-               config=paired_folders_dataset_builder.PairedFoldersConfig(name=config or 'default', **folders))
+    return cls(config=paired_folders_dataset_builder.PairedFoldersConfig(name=config or 'default', **folders),
+               **options)
   if blur_dir is not None or sharp_dir is not None:
     raise ValueError(f'blur_dir and sharp_dir apply only to paired_folders datasets, not {name!r}.')
   if config and config not in cls.builder_configs:
     raise ValueError(f'Unknown config {config!r} of {base}; expected one of {sorted(cls.builder_configs)}.')
   if not config and cls.BUILDER_CONFIGS and '/' in name:
     raise ValueError(f'Empty config in {name!r}.')
-  return cls(data_dir=_expand(data_dir), config=config or None)
+  return cls(config=config or None, **options)
 
 
 def _expand(path: epath.PathLike | None) -> str | None:
@@ -74,23 +82,25 @@ def _expand(path: epath.PathLike | None) -> str | None:
 
 
 def build(name: str, data_dir: epath.PathLike | None = None, manual_dir: epath.PathLike | None = None, *,
-          overwrite: bool = False, blur_dir: str | None = None, sharp_dir: str | None = None
-          ) -> tfds.core.GeneratorBasedBuilder:
+          overwrite: bool = False, blur_dir: str | None = None, sharp_dir: str | None = None,
+          frame_format: str | None = None) -> common.FrameDatasetBuilder:
   """Prepares dataset `name` ('bsd/2ms16ms', 'synthetic_blur/small', ...) under `data_dir` as ArrayRecord.
 
   Returns the prepared builder (`builder.as_data_source(split)`, `common.sequence_table(builder, split)`).
   Reuses a complete dataset already there unless `overwrite`. `data_dir` None: TFDS's default
   (`$TFDS_DATA_DIR` or ~/tensorflow_datasets). `manual_dir`: the unzipped release (required except for
-  synthetic_blur). `blur_dir` / `sharp_dir`: see `make_builder`. Not safe to call from several processes on the same `data_dir` at once: on
+  synthetic_blur). `blur_dir` / `sharp_dir`: see `make_builder`. `frame_format`: 'raw' or 'png' for a new
+  build (None: 'raw'); given, an existing dataset in another format is refused rather than reused (None
+  reuses any). Not safe to call from several processes on the same `data_dir` at once: on
   multi-host, build on one process and wait for it.
 
   Raises:
     ValueError: an unknown name/config, a missing `manual_dir`, or an existing dataset that cannot be
-      reused (stored in another file format, a synthetic set rendered with other parameters, or a
+      reused (stored in another file or frame format, a synthetic set rendered with other parameters, or a
       paired-folder set built from other folder names than those given).
     common.InvalidDatasetError: the release under `manual_dir` is incomplete or damaged.
   """
-  builder = make_builder(name, data_dir, blur_dir=blur_dir, sharp_dir=sharp_dir)
+  builder = make_builder(name, data_dir, blur_dir=blur_dir, sharp_dir=sharp_dir, frame_format=frame_format)
   if builder.MANUAL_DOWNLOAD_INSTRUCTIONS and manual_dir is None and not builder.is_prepared():
     raise ValueError(f'{name} needs manual_dir (--manual_dir), the folder where the release was unzipped:\n'
                      f'{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}')
@@ -104,10 +114,15 @@ def build(name: str, data_dir: epath.PathLike | None = None, manual_dir: epath.P
       download_mode=mode,
       compute_stats=tfds.download.ComputeStatsMode.SKIP,
   )
-  builder.download_and_prepare(file_format='array_record', download_config=download_config)
+  builder.download_and_prepare(download_config=download_config)  # ArrayRecord: set by make_builder
   if builder.info.file_format != tfds.core.FileFormat.ARRAY_RECORD:
     raise ValueError(f'{builder.data_dir} holds {builder.info.file_format.value} files, not ArrayRecord; '
                      'rebuild it with overwrite=True (--overwrite).')
+  stored = builder.stored_frame_format()
+  if frame_format is not None and stored != frame_format:
+    raise ValueError(f'{builder.data_dir} holds frames stored as {stored}, not {frame_format}; rebuild it with '
+                     f'overwrite=True (`python -m datasets.build --dataset {name} --frame_format {frame_format} '
+                     '--overwrite`) or use it as it is.')
   check_stale = (isinstance(builder, synthetic_blur_dataset_builder.Builder)
                  or blur_dir is not None or sharp_dir is not None)
   if check_stale:
@@ -119,7 +134,7 @@ def build(name: str, data_dir: epath.PathLike | None = None, manual_dir: epath.P
 
 def describe(builder: tfds.core.DatasetBuilder) -> str:
   """A short summary: where the dataset is, and per split its frames and sequences."""
-  lines = [f'{builder.info.full_name} at {builder.data_dir}']
+  lines = [f'{builder.info.full_name} at {builder.data_dir}, frames stored as {builder.stored_frame_format()}']
   for split in builder.info.splits:
     table = common.sequence_table(builder, split)
     lines.append(f'  {split}: {builder.info.splits[split].num_examples} frames in {len(table)} sequences')
@@ -139,6 +154,9 @@ def define_flags() -> None:
                       '(default blur).')
   flags.DEFINE_string('sharp_dir', None, 'paired_folders only: the sharp frame folder in each sequence folder '
                       '(default sharp).')
+  flags.DEFINE_enum('frame_format', None, list(frame_storage.FORMATS), 'How frames are stored: raw (default '
+                    'for a new build; reads at memory speed) or png (smaller, decoded on every read). Given, '
+                    'an existing dataset in the other format is refused instead of reused.')
 
 
 def main(argv: Sequence[str]) -> None:
@@ -146,7 +164,7 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   f = flags.FLAGS
   builder = build(f.dataset, f.data_dir, f.manual_dir, overwrite=f.overwrite, blur_dir=f.blur_dir,
-                  sharp_dir=f.sharp_dir)
+                  sharp_dir=f.sharp_dir, frame_format=f.frame_format)
   print(describe(builder))
 
 

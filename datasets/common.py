@@ -4,8 +4,9 @@ Every dataset here is a set of videos, each a sequence of (blurry, sharp) uint8 
 builder stores **one record per frame**, in (sequence, frame) order, with the features of
 `frame_features()`:
 
-  blur, sharp      uint8 (H, W, 3) RGB, PNG-encoded (lossless; the release's own PNG bytes when they
-                   are already 8-bit RGB; a JPEG release's frames as Pillow decodes them)
+  blur, sharp      bytes: uint8 (H, W, 3) RGB in the dataset's frame format (`estrnn_jax.frame_storage`:
+                   'raw' pixels by default, or lossless PNG), recorded in the metadata; bit-exact with
+                   the release's frames (a JPEG release's frames as Pillow decodes them)
   sequence         the sequence's name (its folder name in the release)
   frame_index      int32, 0-based position of the frame in its sequence (frames sorted by the number
                    in their file name, which need not start at 0)
@@ -13,7 +14,8 @@ builder stores **one record per frame**, in (sequence, frame) order, with the fe
 
 The per-split sequence table -- (name, index of the sequence's first record, length) in record order --
 is stored in the dataset's metadata (`metadata.json`), so an input pipeline enumerates T-frame windows
-with `sequence_table()` without reading any image.
+with `sequence_table()` without reading any image; so is the frame format (`frame_storage.METADATA_KEY`),
+chosen when the dataset is built.
 
 Bad input (missing folders, stray files in frame folders, blurry/sharp frames that do not pair up,
 corrupt images, frame sizes that change inside a sequence) raises `InvalidDatasetError` naming the path.
@@ -33,12 +35,17 @@ import io
 import os
 import re
 from typing import Any, TypeVar
+from unittest import mock
 
+from array_record.python import array_record_module
 from etils import epath
 import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core import file_adapters
 import tqdm
+
+from estrnn_jax import frame_storage
 
 # Key of the sequence tables in `DatasetInfo.metadata`: {split: [[name, first_record, length], ...]}.
 SEQUENCES_METADATA_KEY = 'sequences'
@@ -62,9 +69,12 @@ class InvalidDatasetError(ValueError):
 
 def frame_features() -> tfds.features.FeaturesDict:
   """The features of one record (one frame pair); see the module docstring."""
+  # Frames are plain bytes whatever the format (TFDS serialises its PNG `Image` feature the same way, so
+  # datasets built with that feature read back unchanged); `frame_storage.decode` turns them into pixels.
+  frame_doc = 'uint8 (H, W, 3) RGB frame in the dataset\'s frame format (estrnn_jax.frame_storage)'
   return tfds.features.FeaturesDict({
-      'blur': tfds.features.Image(shape=(None, None, 3), dtype=np.uint8, encoding_format='png'),
-      'sharp': tfds.features.Image(shape=(None, None, 3), dtype=np.uint8, encoding_format='png'),
+      'blur': tfds.features.Tensor(shape=(), dtype=np.object_, doc=frame_doc),
+      'sharp': tfds.features.Tensor(shape=(), dtype=np.object_, doc=frame_doc),
       'sequence': tfds.features.Text(),
       'frame_index': tfds.features.Scalar(dtype=np.int32),
       'sequence_length': tfds.features.Scalar(dtype=np.int32),
@@ -97,18 +107,12 @@ def record_key(index: int, total: int) -> int:
   return index << (128 - total.bit_length())
 
 
-def encode_png(pixels: np.ndarray) -> bytes:
-  """uint8 (H, W, 3) RGB -> PNG bytes (lossless, deterministic for a given Pillow/zlib)."""
-  buffer = io.BytesIO()
-  Image.fromarray(np.ascontiguousarray(pixels, np.uint8), 'RGB').save(buffer, format='PNG')
-  return buffer.getvalue()
-
-
-def make_example(sequence: str, frame_index: int, sequence_length: int, blur_png: bytes,
-                 sharp_png: bytes) -> dict[str, Any]:
+def make_example(sequence: str, frame_index: int, sequence_length: int, blur: bytes,
+                 sharp: bytes) -> dict[str, Any]:
+  """One record; `blur`, `sharp`: the frames' bytes in the dataset's frame format."""
   return {
-      'blur': blur_png,
-      'sharp': sharp_png,
+      'blur': blur,
+      'sharp': sharp,
       'sequence': sequence,
       'frame_index': np.int32(frame_index),
       'sequence_length': np.int32(sequence_length),
@@ -327,7 +331,8 @@ def read_frame(path: epath.Path, with_pixels: bool = False) -> Frame:
     if data[:3] != _JPEG_SIGNATURE:
       raise InvalidDatasetError(f'{path} is not a JPEG file.')
     pixels = _decode_jpeg(path, data)
-    return Frame(path, encode_png(pixels), pixels.shape[0], pixels.shape[1], pixels if with_pixels else None)
+    return Frame(path, frame_storage.encode(pixels, 'png'), pixels.shape[0], pixels.shape[1],
+                 pixels if with_pixels else None)
   if data[:8] != _PNG_SIGNATURE or data[12:16] != b'IHDR':
     raise InvalidDatasetError(f'{path} is not a PNG file.')
   bit_depth, color_type = data[24], data[25]
@@ -346,7 +351,8 @@ def read_frame(path: epath.Path, with_pixels: bool = False) -> Frame:
   if not np.all(rgba[..., 3] == 255):
     raise InvalidDatasetError(f'{path} has transparent pixels; expected opaque RGB frames.')
   pixels = np.ascontiguousarray(rgba[..., :3])
-  return Frame(path, encode_png(pixels), pixels.shape[0], pixels.shape[1], pixels if with_pixels else None)
+  return Frame(path, frame_storage.encode(pixels, 'png'), pixels.shape[0], pixels.shape[1],
+               pixels if with_pixels else None)
 
 
 def _decode_jpeg(path: epath.Path, data: bytes) -> np.ndarray:
@@ -366,24 +372,42 @@ def _decode_jpeg(path: epath.Path, data: bytes) -> np.ndarray:
 PixelTransform = Callable[[np.ndarray], np.ndarray]
 
 
+@dataclasses.dataclass(frozen=True)
+class StoredPair:
+  """A blurry/sharp pair ready for a record: their bytes in the dataset's frame format, and the size."""
+  blur_path: epath.Path
+  blur: bytes
+  sharp: bytes
+  height: int
+  width: int
+
+  @property
+  def size(self) -> str:
+    return f'{self.width}x{self.height}'
+
+
 def _read_pair(blur_path: epath.Path, sharp_path: epath.Path, sequence: str,
-               transform: PixelTransform | None) -> tuple[Frame, Frame]:
-  """Reads a blurry/sharp pair, checks they have one size, applies `transform` to both if given."""
-  blur = read_frame(blur_path, with_pixels=transform is not None)
-  sharp = read_frame(sharp_path, with_pixels=transform is not None)
+               transform: PixelTransform | None, frame_format: str) -> StoredPair:
+  """Reads a blurry/sharp pair, checks they have one size, applies `transform` to both if given, and
+  stores both in `frame_format` (a release's 8-bit RGB PNGs are kept byte for byte as 'png')."""
+  need_pixels = transform is not None or frame_format != 'png'
+  blur = read_frame(blur_path, with_pixels=need_pixels)
+  sharp = read_frame(sharp_path, with_pixels=need_pixels)
   if (blur.height, blur.width) != (sharp.height, sharp.width):
     raise InvalidDatasetError(f'Sequence {sequence}: {blur_path} is {blur.size} but {sharp_path} is '
                               f'{sharp.size}; a blurry frame and its sharp frame must have the same size.')
-  if transform is None:
-    return blur, sharp
-  out = []
+  if not need_pixels:
+    return StoredPair(blur_path, blur.png, sharp.png, blur.height, blur.width)
+  stored = []
   for frame in (blur, sharp):
-    try:
-      pixels = transform(frame.pixels)
-    except ValueError as e:
-      raise InvalidDatasetError(f'{frame.path}: {e}') from e
-    out.append(Frame(frame.path, encode_png(pixels), pixels.shape[0], pixels.shape[1]))
-  return out[0], out[1]
+    pixels = frame.pixels
+    if transform is not None:
+      try:
+        pixels = transform(pixels)
+      except ValueError as e:
+        raise InvalidDatasetError(f'{frame.path}: {e}') from e
+    stored.append(frame_storage.encode(pixels, frame_format))
+  return StoredPair(blur_path, stored[0], stored[1], pixels.shape[0], pixels.shape[1])
 
 
 def default_workers() -> int:
@@ -416,40 +440,90 @@ def ordered_prefetch(fn: Callable[..., _R], arg_tuples: Iterable[tuple[Any, ...]
         future.cancel()
 
 
-def generate_frame_records(sequences: Sequence[FrameSequence], *, description: str,
+def generate_frame_records(sequences: Sequence[FrameSequence], *, description: str, frame_format: str,
                            transform: PixelTransform | None = None, workers: int | None = None
                            ) -> Iterator[tuple[int, dict[str, Any]]]:
   """Yields (key, example) for every frame of `sequences`, in (sequence, frame) order, with a progress bar.
 
   Checks every frame (readable PNG or JPEG, 8-bit, opaque), that a blurry frame and its sharp frame have the same
   size and that the size does not change inside a sequence; raises `InvalidDatasetError` naming the file.
-  `transform` (uint8 (H, W, 3) -> uint8 (h, w, 3)) is applied to both images of every pair.
+  `transform` (uint8 (H, W, 3) -> uint8 (h, w, 3)) is applied to both images of every pair; frames are
+  stored in `frame_format` (see `estrnn_jax.frame_storage`).
   """
+  frame_storage.check_format(frame_format)
   total = sum(len(s) for s in sequences)
   workers = workers or default_workers()
-  jobs = ((blur, sharp, seq.name, transform) for seq in sequences for blur, sharp in zip(seq.blur, seq.sharp))
+  jobs = ((blur, sharp, seq.name, transform, frame_format)
+          for seq in sequences for blur, sharp in zip(seq.blur, seq.sharp))
   index = 0
   with contextlib.closing(ordered_prefetch(_read_pair, jobs, workers)) as pairs, \
        tqdm.tqdm(total=total, desc=description, unit=' frames', mininterval=1.0) as progress:
     for seq in sequences:
-      first: Frame | None = None
+      first: StoredPair | None = None
       for frame_index in range(len(seq)):
-        blur, sharp = next(pairs)
+        pair = next(pairs)
         if first is None:
-          first = blur
-        elif (blur.height, blur.width) != (first.height, first.width):
-          raise InvalidDatasetError(f'Sequence {seq.name}: frames of different sizes: {blur.path} is '
-                                    f'{blur.size} but {first.path} is {first.size}.')
-        yield record_key(index, total), make_example(seq.name, frame_index, len(seq), blur.png, sharp.png)
+          first = pair
+        elif (pair.height, pair.width) != (first.height, first.width):
+          raise InvalidDatasetError(f'Sequence {seq.name}: frames of different sizes: {pair.blur_path} is '
+                                    f'{pair.size} but {first.blur_path} is {first.size}.')
+        yield record_key(index, total), make_example(seq.name, frame_index, len(seq), pair.blur, pair.sharp)
         index += 1
         progress.update(1)
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Base builder.
+# Base builders.
 
 
-class PairedFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+# ArrayRecord options of the files the builders write: one record per chunk (random access), and no
+# compression. TFDS's own writer leaves ArrayRecord's default zstd on, which saves ~8% on photo-like raw
+# frames and nothing on PNGs, but makes every read decompress the record: ~11 ms of CPU per 480x640 frame
+# pair, 50x what reading it uncompressed costs. Readers take the options from the file.
+ARRAY_RECORD_OPTIONS = 'group_size:1,uncompressed'
+
+
+class _UncompressedArrayRecordAdapter(file_adapters.ArrayRecordFileAdapter):
+  """TFDS's ArrayRecord file adapter, writing with ARRAY_RECORD_OPTIONS."""
+
+  @classmethod
+  def write_examples(cls, path, iterator):
+    writer = array_record_module.ArrayRecordWriter(os.fspath(path), ARRAY_RECORD_OPTIONS)
+    try:
+      for _, serialized_example in iterator:
+        writer.write(serialized_example)
+    finally:
+      writer.close()
+
+
+class FrameDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """Base of every frame-pair builder: the frame format option and its record in the metadata.
+
+  `frame_format` ('raw' or 'png', see `estrnn_jax.frame_storage`; None: the default, 'raw') is how a new
+  build stores its frames. A prepared dataset's own format is `stored_frame_format()`, read from its
+  metadata, whatever the builder was constructed with. ArrayRecord files are written uncompressed
+  (`ARRAY_RECORD_OPTIONS`).
+  """
+
+  def __init__(self, *, frame_format: str | None = None, **kwargs):
+    self.frame_format = frame_storage.check_format(frame_format or frame_storage.DEFAULT_FORMAT)
+    super().__init__(**kwargs)
+
+  def download_and_prepare(self, *args, **kwargs):  # pylint: disable=arguments-differ
+    array_record = tfds.core.FileFormat.ARRAY_RECORD
+    with mock.patch.dict(file_adapters.ADAPTER_FOR_FORMAT, {array_record: _UncompressedArrayRecordAdapter}):
+      return super().download_and_prepare(*args, **kwargs)
+
+  def stored_frame_format(self) -> str:
+    """The prepared dataset's frame format (datasets built before formats existed hold PNG)."""
+    return frame_storage.stored_format(self.info.metadata)
+
+  def _record_frame_format(self) -> None:
+    """Called by `_split_generators`: writes this build's frame format into the metadata."""
+    self.info.metadata[frame_storage.METADATA_KEY] = self.frame_format
+
+
+class PairedFramesBuilder(FrameDatasetBuilder, skip_registration=True):
   """Base of the builders that read a release's folder tree of blurry/sharp PNG or JPEG frames.
 
   Subclasses set `HOMEPAGE`, `VERSION`, `RELEASE_NOTES`, `MANUAL_DOWNLOAD_INSTRUCTIONS` and implement
@@ -474,9 +548,10 @@ class PairedFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
     set_sequence_tables(self.info, {
         split: build_sequence_table((s.name, len(s)) for s in sequences) for split, sequences in splits.items()
     })
+    self._record_frame_format()
     return {split: self._generate_examples(sequences, split) for split, sequences in splits.items()}
 
   def _generate_examples(self, sequences: Sequence[FrameSequence], split: str):
     config = f'/{self.builder_config.name}' if self.builder_config else ''
     yield from generate_frame_records(sequences, description=f'{self.name}{config} {split}',
-                                      transform=self._pixel_transform())
+                                      frame_format=self.frame_format, transform=self._pixel_transform())

@@ -31,7 +31,6 @@ import collections
 from collections.abc import Iterator, Sequence
 import concurrent.futures
 import dataclasses
-import io
 import os
 from typing import Any
 
@@ -39,9 +38,9 @@ from absl import logging
 import grain
 import jax
 import numpy as np
-from PIL import Image
 import tensorflow_datasets as tfds
 
+from estrnn_jax import frame_storage
 from estrnn_jax import images
 
 # A sequence table row: (name, index of its first record in the split, number of frames).
@@ -78,23 +77,22 @@ def load_builder(dataset: str, data_dir: str | os.PathLike[str] | None) -> tfds.
 
 
 def _data_source(builder: tfds.core.DatasetBuilder, split: str):
-  """The split's frame records, images left as PNG bytes (decoded by `_decode_frame`)."""
+  """The split's frame records, frames as bytes in the dataset's frame format (`frame_storage.decode`)."""
   if split not in builder.info.splits:
     raise ValueError(f'Dataset {builder.info.full_name} in {builder.data_dir} has no split {split!r} '
                      f'(splits: {sorted(builder.info.splits)}).')
-  skip = tfds.decode.SkipDecoding()
-  return builder.as_data_source(split=split, decoders={'blur': skip, 'sharp': skip})
+  return builder.as_data_source(split=split)
 
 
-def _decode_frame(png: bytes, what: str) -> np.ndarray:
-  """PNG bytes -> uint8 (H, W, 3) RGB (Pillow; releases the GIL, so threads decode in parallel)."""
-  try:
-    with Image.open(io.BytesIO(png)) as image:
-      if image.mode != 'RGB':
-        raise ValueError(f'mode {image.mode}, expected RGB')
-      return np.asarray(image)
-  except Exception as e:  # pylint: disable=broad-except  # Pillow raises many types on damaged data
-    raise ValueError(f'Cannot decode {what}: {e}') from e
+def dataset_frame_format(builder: tfds.core.DatasetBuilder, dataset: str) -> str:
+  """The prepared dataset's frame format (`frame_storage.stored_format`); logs how to rebuild a PNG one."""
+  stored = frame_storage.stored_format(builder.info.metadata)
+  if stored == 'png':
+    logging.warning('%s in %s stores its frames as PNG: every read decodes whole frames (several ms each). '
+                    'For training, rebuild it with raw frames: `python -m datasets.build --dataset %s '
+                    '--data_dir %s --overwrite` (--manual_dir too for a downloaded release).',
+                    dataset, builder.data_dir, dataset, builder.data_dir_root)
+  return stored
 
 
 def list_sequences(*, dataset: str, data_dir: str | os.PathLike[str] | None, split: str) -> list[SequenceRow]:
@@ -126,7 +124,7 @@ def _record_name(value: Any) -> str:
   return value.decode('utf-8') if isinstance(value, bytes) else str(value)
 
 
-def _decode_records(records: Sequence[dict[str, Any]], name: str, first_frame: int, where: str
+def _decode_records(records: Sequence[dict[str, Any]], name: str, first_frame: int, where: str, stored: str
                     ) -> tuple[np.ndarray, np.ndarray]:
   """Checks that `records` are frames first_frame, first_frame + 1, ... of sequence `name` and decodes
   them -> (blur, sharp) uint8 (len(records), H, W, 3)."""
@@ -139,8 +137,8 @@ def _decode_records(records: Sequence[dict[str, Any]], name: str, first_frame: i
           f'{found[1]} of sequence {found[0]!r}; the dataset\'s records do not match its sequence table '
           '(rebuild the dataset).')
     what = f'frame {found[1]} of sequence {name!r} of {where}'
-    blur.append(_decode_frame(record['blur'], f'the blurry {what}'))
-    sharp.append(_decode_frame(record['sharp'], f'the sharp {what}'))
+    blur.append(frame_storage.decode(record['blur'], stored, what=f'the blurry {what}'))
+    sharp.append(frame_storage.decode(record['sharp'], stored, what=f'the sharp {what}'))
     if blur[-1].shape != sharp[-1].shape or blur[-1].shape != blur[0].shape:
       raise ValueError(f'{what}: frame sizes differ inside the sequence or between blurry and sharp '
                        f'({blur[-1].shape}, {sharp[-1].shape}, first frame {blur[0].shape}).')
@@ -153,8 +151,9 @@ class WindowSource(grain.sources.RandomAccessDataSource):
   Reads and decodes exactly the window's T records.
   """
 
-  def __init__(self, frame_source, table: Sequence[SequenceRow], frames: int, where: str):
+  def __init__(self, frame_source, table: Sequence[SequenceRow], frames: int, where: str, stored: str):
     self._source = frame_source
+    self._stored = stored
     self._frames = frames
     self._where = where
     self._starts = window_starts(table, frames, where=where)
@@ -170,7 +169,7 @@ class WindowSource(grain.sources.RandomAccessDataSource):
     start = int(self._starts[index])
     name, first, _ = self._table[self._sequence_of_window[index]]
     records = self._source.__getitems__(list(range(start, start + self._frames)))
-    blur, sharp = _decode_records(records, name, start - first, self._where)
+    blur, sharp = _decode_records(records, name, start - first, self._where, self._stored)
     return {'blur': blur, 'sharp': sharp, 'sequence': name}
 
   def __repr__(self) -> str:
@@ -328,9 +327,11 @@ def create_train_iterator(*, dataset: str, data_dir: str | os.PathLike[str] | No
   where = f'{dataset} split {split!r} in {builder.data_dir}'
   frame_source = _data_source(builder, split)
   table = datasets.common.sequence_table(builder, split)
-  windows = WindowSource(frame_source, table, frames, where)
+  stored = dataset_frame_format(builder, dataset)
+  windows = WindowSource(frame_source, table, frames, where, stored)
   if crop_size is not None:  # fail fast on the first frame rather than inside a worker
-    height, width, _ = _decode_frame(frame_source[table[0][1]]['blur'], f'the first frame of {where}').shape
+    first_blur = frame_source[table[0][1]]['blur']
+    height, width = frame_storage.frame_size(first_blur, stored, f'the first frame of {where}')
     if crop_size > height or crop_size > width:
       raise ValueError(f'crop_size={crop_size} is larger than the {height}x{width} frames of {where}.')
   batch_size = global_batch_size // shard_count
@@ -367,16 +368,16 @@ def iterate_sequences(*, dataset: str, data_dir: str | os.PathLike[str] | None, 
   frame_source = _data_source(builder, split)
   table = datasets.common.sequence_table(builder, split)
   selected = table[:max_sequences][shard_index::shard_count]
-  return _sequences(frame_source, selected, where)
+  return _sequences(frame_source, selected, where, dataset_frame_format(builder, dataset))
 
 
-def _read_frames(frame_source, name: str, first: int, start: int, stop: int, where: str
+def _read_frames(frame_source, name: str, first: int, start: int, stop: int, where: str, stored: str
                  ) -> tuple[np.ndarray, np.ndarray]:
   records = frame_source.__getitems__(list(range(first + start, first + stop)))
-  return _decode_records(records, name, start, where)
+  return _decode_records(records, name, start, where, stored)
 
 
-def _sequences(frame_source, table: Sequence[SequenceRow], where: str
+def _sequences(frame_source, table: Sequence[SequenceRow], where: str, stored: str
                ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
   """Decodes sequences in chunks on a thread pool, one sequence ahead of the consumer."""
   threads = max(1, min(8, os.cpu_count() or 1))
@@ -385,7 +386,7 @@ def _sequences(frame_source, table: Sequence[SequenceRow], where: str
     def submit(row: SequenceRow):
       name, first, length = row
       return row, [pool.submit(_read_frames, frame_source, name, first, start,
-                               min(start + _EVAL_CHUNK_FRAMES, length), where)
+                               min(start + _EVAL_CHUNK_FRAMES, length), where, stored)
                    for start in range(0, length, _EVAL_CHUNK_FRAMES)]
 
     rows = iter(table)

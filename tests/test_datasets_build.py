@@ -1,7 +1,9 @@
 """End-to-end tests of the dataset builders through `datasets.build`, and their bad-input errors.
 
 Each test writes a tiny release tree in tmp_path (random 8-bit frames, so any change of a pixel shows),
-builds ArrayRecord files with `datasets.build.build` and reads them back through `tfds.data_source`.
+builds ArrayRecord files with `datasets.build.build` and reads them back through `tfds.data_source`,
+decoding the frames in the format the dataset's metadata records; every builder is checked bit-exact in
+each frame format.
 """
 
 import json
@@ -18,6 +20,8 @@ from tensorflow_datasets.core import shuffle
 from datasets import build as build_lib
 from datasets import common
 from datasets.gopro import gopro_dataset_builder
+from estrnn_jax import frame_storage
+from estrnn_jax import input_pipeline
 from estrnn_jax import synthetic
 
 H, W = 16, 24
@@ -56,9 +60,12 @@ def _write_bsd(parent: pathlib.Path, layout, seed: int = 0, setting: str = '2ms1
 _BSD_SMALL = {'train': {'000': 2}, 'valid': {'000': 1}, 'test': {'000': 1}}
 
 
-def _read_all(name: str, data_dir: pathlib.Path, split: str) -> list[dict]:
+def _read_all(name: str, data_dir: pathlib.Path, split: str, expected_format: str = 'raw') -> list[dict]:
+  """The split's records, frames decoded from the format recorded in the metadata (checked)."""
   source = tfds.data_source(name, data_dir=str(data_dir), split=split)
-  return [source[i] for i in range(len(source))]
+  stored = frame_storage.stored_format(source.dataset_info.metadata)
+  assert stored == expected_format
+  return [frame_storage.decode_record(source[i], stored) for i in range(len(source))]
 
 
 def _assert_records(records, expected: list[tuple[str, np.ndarray, np.ndarray]]):
@@ -72,12 +79,15 @@ def _assert_records(records, expected: list[tuple[str, np.ndarray, np.ndarray]])
     np.testing.assert_array_equal(record['sharp'], sharp)
 
 
-def test_bsd_round_trip_is_bit_exact_and_ordered(tmp_path):
+@pytest.mark.parametrize('stored', ['raw', 'png'])
+def test_bsd_round_trip_is_bit_exact_and_ordered(tmp_path, stored):
   # Sequence folders sort numerically (0, 2, 10) and so do frame files (9, 10, 11 -- not '10' < '11' < '9').
   layout = {'train': {'10': 2, '0': 3, '2': 3}, 'valid': {'5': 2}, 'test': {'1': 2}}
   release, frames = _write_bsd(tmp_path / 'manual', layout, names={'2': ['9.png', '10.png', '11.png']})
   data_dir = tmp_path / 'tfds'
-  builder = build_lib.build('bsd/2ms16ms', data_dir, manual_dir=tmp_path / 'manual')  # the release's parent
+  builder = build_lib.build('bsd/2ms16ms', data_dir, manual_dir=tmp_path / 'manual',  # the release's parent
+                            frame_format=None if stored == 'raw' else stored)  # raw is the default
+  assert builder.stored_frame_format() == stored
 
   assert builder.info.file_format == tfds.core.FileFormat.ARRAY_RECORD
   assert sorted(p.name for p in pathlib.Path(builder.data_dir).glob('*.array_record-*')) == [
@@ -91,14 +101,22 @@ def test_bsd_round_trip_is_bit_exact_and_ordered(tmp_path):
   # Random access by index gives (sequence, frame) order, the same as reading front to back.
   assert [(source[i]['sequence'], source[i]['frame_index']) for i in (7, 0, 4)] == [
       (b'10', 1), (b'0', 0), (b'2', 1)]
-  _assert_records(_read_all('bsd/2ms16ms', data_dir, 'train'),
+  _assert_records(_read_all('bsd/2ms16ms', data_dir, 'train', stored),
                   [(s, *frames[('train', s)]) for s in ('0', '2', '10')])
-  _assert_records(_read_all('bsd/2ms16ms', data_dir, 'test'), [('1', *frames[('test', '1')])])
+  _assert_records(_read_all('bsd/2ms16ms', data_dir, 'test', stored), [('1', *frames[('test', '1')])])
+  # Raw records are the pixels after a 16-byte header; PNG ones are the release's own files, byte for byte.
+  record = tfds.data_source('bsd/2ms16ms', data_dir=str(data_dir), split='test')[0]
+  source_png = (release / 'test' / '1' / 'Blur' / 'RGB' / '00000000.png').read_bytes()
+  if stored == 'raw':
+    assert len(record['blur']) == 16 + H * W * 3
+  else:
+    assert record['blur'] == source_png
 
   # The release folder itself works as manual_dir too, and gives the same records.
-  other = build_lib.build('bsd/2ms16ms', tmp_path / 'tfds2', manual_dir=release)
+  other = build_lib.build('bsd/2ms16ms', tmp_path / 'tfds2', manual_dir=release, frame_format=stored)
   assert common.sequence_table(other, 'train') == common.sequence_table(builder, 'train')
-  _assert_records(_read_all('bsd/2ms16ms', tmp_path / 'tfds2', 'validation'), [('5', *frames[('valid', '5')])])
+  _assert_records(_read_all('bsd/2ms16ms', tmp_path / 'tfds2', 'validation', stored),
+                  [('5', *frames[('valid', '5')])])
 
 
 def test_record_order_survives_tfds_disk_buckets_and_several_shards(tmp_path, monkeypatch):
@@ -168,11 +186,12 @@ def test_gopro_960x540_downsamples_by_exact_area_average(tmp_path):
                              np.stack([gopro_dataset_builder.downsample_3_4(f) for f in sharp]))])
 
 
-def test_gopro_full_size_keeps_release_frames_and_refuses_downsampled_copies(tmp_path):
+@pytest.mark.parametrize('stored', ['raw', 'png'])
+def test_gopro_full_size_keeps_release_frames_and_refuses_downsampled_copies(tmp_path, stored):
   layout = {'train': {'GOPR0372_07_00': (47, 2), 'GOPR0374_11_00': (1, 1)}, 'test': {'GOPR0384_11_00': (98, 3)}}
   frames = _write_gopro(tmp_path / 'manual', layout, H, W, kinds=('blur', 'blur_gamma'))
-  build_lib.build('gopro/blur', tmp_path / 'tfds', manual_dir=tmp_path / 'manual')
-  _assert_records(_read_all('gopro/blur', tmp_path / 'tfds', 'test'),
+  build_lib.build('gopro/blur', tmp_path / 'tfds', manual_dir=tmp_path / 'manual', frame_format=stored)
+  _assert_records(_read_all('gopro/blur', tmp_path / 'tfds', 'test', stored),
                   [('GOPR0384_11_00', *frames[('test', 'GOPR0384_11_00')])])
   # blur_gamma_960x540 needs 1280x720 frames: an already downsampled copy is an error, not shrunk again.
   first = tmp_path / 'manual' / 'GOPRO_Large' / 'train' / 'GOPR0372_07_00' / 'blur_gamma' / '000047.png'
@@ -180,8 +199,8 @@ def test_gopro_full_size_keeps_release_frames_and_refuses_downsampled_copies(tmp
     build_lib.build('gopro/blur_gamma_960x540', tmp_path / 'tfds', manual_dir=tmp_path / 'manual')
 
 
-@pytest.mark.parametrize('form', ['nested', 'flat', 'parent'])
-def test_reds_layouts(tmp_path, form):
+@pytest.mark.parametrize('form,stored', [('nested', 'raw'), ('flat', 'png'), ('parent', 'raw')])
+def test_reds_layouts(tmp_path, form, stored):
   rng = np.random.default_rng(1)
   root = tmp_path / 'manual' / ('REDS' if form == 'parent' else '')
   expected = {}
@@ -195,21 +214,22 @@ def test_reds_layouts(tmp_path, form):
           _write_png(folder / seq / f'{i:08d}.png', image)
       expected[split].append((seq, blur, sharp))
   data_dir = tmp_path / 'tfds'
-  builder = build_lib.build('reds', data_dir, manual_dir=tmp_path / 'manual')
+  builder = build_lib.build('reds', data_dir, manual_dir=tmp_path / 'manual', frame_format=stored)
   assert common.sequence_table(builder, 'train') == [('000', 0, 2), ('001', 2, 2)]
   for split in ('train', 'validation'):
-    _assert_records(_read_all('reds', data_dir, split), expected[split])
+    _assert_records(_read_all('reds', data_dir, split, stored), expected[split])
 
 
-def test_synthetic_build_matches_the_generator(tmp_path):
-  builder = build_lib.build('synthetic_blur/tiny', tmp_path)
+@pytest.mark.parametrize('stored', ['raw', 'png'])
+def test_synthetic_build_matches_the_generator(tmp_path, stored):
+  builder = build_lib.build('synthetic_blur/tiny', tmp_path, frame_format=stored)
   preset = synthetic.PRESETS['tiny']
   for split, n in preset.num_sequences.items():
     assert common.sequence_table(builder, split) == [
         (f'{i:04d}', i * preset.num_frames, preset.num_frames) for i in range(n)]
   expected = [(f'{i:04d}', *synthetic.render_sequence(preset, synthetic.sequence_seed('validation', i)))
               for i in range(preset.num_sequences['validation'])]
-  _assert_records(_read_all('synthetic_blur/tiny', tmp_path, 'validation'), expected)
+  _assert_records(_read_all('synthetic_blur/tiny', tmp_path, 'validation', stored), expected)
 
   # A prepared set rendered with other parameters is not silently reused.
   metadata_path = pathlib.Path(builder.data_dir) / 'metadata.json'
@@ -218,6 +238,61 @@ def test_synthetic_build_matches_the_generator(tmp_path):
   metadata_path.write_text(json.dumps(metadata))
   with pytest.raises(ValueError, match='exposure changed'):
     build_lib.build('synthetic_blur/tiny', tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Frame formats: the choice is recorded, never silently mixed, and old PNG datasets still read right.
+
+
+def _rewrite_metadata(builder, **changes):
+  path = pathlib.Path(builder.data_dir) / 'metadata.json'
+  metadata = json.loads(path.read_text())
+  for key, value in changes.items():
+    if value is None:
+      del metadata[key]
+    else:
+      metadata[key] = value
+  path.write_text(json.dumps(metadata))
+
+
+def test_a_dataset_in_another_frame_format_is_refused_unless_rebuilt(tmp_path):
+  _write_bsd(tmp_path / 'manual', _BSD_SMALL)
+  data_dir = tmp_path / 'tfds'
+  assert build_lib.build('bsd/2ms16ms', data_dir, manual_dir=tmp_path / 'manual').stored_frame_format() == 'raw'
+  assert build_lib.build('bsd/2ms16ms', data_dir).stored_frame_format() == 'raw'  # None reuses any format
+  with pytest.raises(ValueError, match='holds frames stored as raw, not png.*--frame_format png --overwrite'):
+    build_lib.build('bsd/2ms16ms', data_dir, frame_format='png')
+  rebuilt = build_lib.build('bsd/2ms16ms', data_dir, manual_dir=tmp_path / 'manual', frame_format='png',
+                            overwrite=True)
+  assert rebuilt.stored_frame_format() == 'png'
+  with pytest.raises(ValueError, match="Unknown frame format 'jpeg'"):
+    build_lib.build('bsd/2ms16ms', data_dir, frame_format='jpeg')
+
+
+def test_datasets_built_before_frame_formats_are_read_as_png(tmp_path, caplog):
+  # A dataset of the first release: PNG frames and no frame format in metadata.json.
+  _, frames = _write_bsd(tmp_path / 'manual', _BSD_SMALL)
+  builder = build_lib.build('bsd/2ms16ms', tmp_path / 'tfds', manual_dir=tmp_path / 'manual', frame_format='png')
+  _rewrite_metadata(builder, frame_format=None)
+  assert 'frame_format' not in json.loads((pathlib.Path(builder.data_dir) / 'metadata.json').read_text())
+  with caplog.at_level('WARNING'):
+    [(name, blur, sharp)] = input_pipeline.iterate_sequences(dataset='bsd/2ms16ms', data_dir=tmp_path / 'tfds',
+                                                             split='train')
+  assert name == '000'
+  np.testing.assert_array_equal(blur, frames[('train', '000')][0])
+  np.testing.assert_array_equal(sharp, frames[('train', '000')][1])
+  assert f'python -m datasets.build --dataset bsd/2ms16ms --data_dir {tmp_path / "tfds"} --overwrite' in caplog.text
+
+
+def test_records_in_another_format_than_the_metadata_says_are_refused(tmp_path):
+  _write_bsd(tmp_path / 'manual', _BSD_SMALL)
+  builder = build_lib.build('bsd/2ms16ms', tmp_path / 'tfds', manual_dir=tmp_path / 'manual', frame_format='png')
+  _rewrite_metadata(builder, frame_format='raw')  # PNG records, metadata claiming raw
+  with pytest.raises(ValueError, match='holds png bytes but the dataset.s metadata says its frames are raw'):
+    list(input_pipeline.iterate_sequences(dataset='bsd/2ms16ms', data_dir=tmp_path / 'tfds', split='train'))
+  _rewrite_metadata(builder, frame_format='webp')  # a format of some later version
+  with pytest.raises(ValueError, match="stores frames as 'webp'.*rebuild it with `python -m datasets.build"):
+    input_pipeline.iterate_sequences(dataset='bsd/2ms16ms', data_dir=tmp_path / 'tfds', split='train')
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import tensorflow_datasets as tfds
 from datasets import build as build_lib
 from datasets import common
 from datasets.dvd import dvd_dataset_builder
+from estrnn_jax import frame_storage
 from estrnn_jax import input_pipeline
 
 H, W = 16, 24
@@ -35,8 +36,10 @@ def _pillow(path: pathlib.Path) -> np.ndarray:
 
 
 def _read_split(name: str, data_dir: pathlib.Path, split: str) -> list[dict]:
+  """The split's records, frames decoded in the format recorded in the dataset's metadata."""
   source = tfds.data_source(name, data_dir=str(data_dir), split=split)
-  return [source[i] for i in range(len(source))]
+  stored = frame_storage.stored_format(source.dataset_info.metadata)
+  return [frame_storage.decode_record(source[i], stored) for i in range(len(source))]
 
 
 def _assert_split(records, expected: list[tuple[str, list[pathlib.Path], list[pathlib.Path]]]):
@@ -144,7 +147,8 @@ def test_two_own_datasets_live_side_by_side_and_read_back_bit_exactly(tmp_path):
   data_dir = tmp_path / 'tfds'
 
   phone = build_lib.build('paired_folders/phone', data_dir, manual_dir=tree1, blur_dir='blurry', sharp_dir='gt')
-  drone = build_lib.build('paired_folders/drone', data_dir, manual_dir=tree2)
+  drone = build_lib.build('paired_folders/drone', data_dir, manual_dir=tree2, frame_format='png')
+  assert (phone.stored_frame_format(), drone.stored_frame_format()) == ('raw', 'png')
   assert pathlib.Path(phone.data_dir).parent.parent == pathlib.Path(drone.data_dir).parent.parent
   assert set(phone.info.splits) == {'train', 'test'} and set(drone.info.splits) == {'train'}
   _assert_split(_read_split('paired_folders/phone', data_dir, 'train'), [bike, walk])

@@ -261,16 +261,16 @@ def test_records_that_disagree_with_the_table_are_named():
   good = _png(encode_frame(0, 0, 0))
   record = lambda seq, frame, png=good: {'blur': png, 'sharp': good, 'sequence': seq, 'frame_index': frame}
   gap = _FakeFrames([record(b'000', 0), record(b'000', 1), record(b'000', 3)])
-  source = input_pipeline.WindowSource(gap, [('000', 0, 3)], frames=2, where='fake')
+  source = input_pipeline.WindowSource(gap, [('000', 0, 3)], frames=2, where='fake', stored='png')
   assert source[0]['blur'].shape == (2, HEIGHT, WIDTH, 3)
   with pytest.raises(ValueError, match="fake: expected frame 2 of sequence '000' but the record holds frame 3"):
     source[1]
   other = _FakeFrames([record(b'000', 0), record(b'001', 1)])
   with pytest.raises(ValueError, match="frame 1 of sequence '001'"):
-    input_pipeline.WindowSource(other, [('000', 0, 2)], frames=2, where='fake')[0]
+    input_pipeline.WindowSource(other, [('000', 0, 2)], frames=2, where='fake', stored='png')[0]
   corrupt = _FakeFrames([record(b'000', 0), record(b'000', 1, png=good[:40])])
   with pytest.raises(ValueError, match="Cannot decode the blurry frame 1 of sequence '000' of fake"):
-    input_pipeline.WindowSource(corrupt, [('000', 0, 2)], frames=2, where='fake')[0]
+    input_pipeline.WindowSource(corrupt, [('000', 0, 2)], frames=2, where='fake', stored='png')[0]
   grey = _FakeFrames([record(b'000', 0, png=_png(np.zeros((4, 4), np.uint8)))])
   with pytest.raises(ValueError, match='mode L, expected RGB'):
-    input_pipeline.WindowSource(grey, [('000', 0, 1)], frames=1, where='fake')[0]
+    input_pipeline.WindowSource(grey, [('000', 0, 1)], frames=1, where='fake', stored='png')[0]

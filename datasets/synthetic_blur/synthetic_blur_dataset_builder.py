@@ -14,6 +14,7 @@ import tensorflow_datasets as tfds
 import tqdm
 
 from datasets import common
+from estrnn_jax import frame_storage
 from estrnn_jax import synthetic
 
 CONFIG_METADATA_KEY = 'synthetic_config'
@@ -44,18 +45,19 @@ def _describe(config: synthetic.SyntheticConfig) -> str:
           f'{config.exposure:g} of the frame interval; sequences: {counts}.')
 
 
-def _render_pngs(config: synthetic.SyntheticConfig, seed: int) -> list[tuple[bytes, bytes]]:
-  """Renders one sequence -> [(blur PNG, sharp PNG)] per frame, checking the generator's output."""
+def _render_frames(config: synthetic.SyntheticConfig, seed: int, frame_format: str) -> list[tuple[bytes, bytes]]:
+  """Renders one sequence -> [(blur, sharp)] per frame in `frame_format`, checking the generator's output."""
   blur, sharp = synthetic.render_sequence(config, seed)
   shape = (config.num_frames, config.height, config.width, 3)
   for what, frames in (('blur', blur), ('sharp', sharp)):
     if frames.shape != shape or frames.dtype != 'uint8':
       raise ValueError(f'synthetic.render_sequence(seed={seed}) returned {what} {frames.dtype}{frames.shape}, '
                        f'expected uint8{shape}')
-  return [(common.encode_png(b), common.encode_png(s)) for b, s in zip(blur, sharp)]
+  return [(frame_storage.encode(b, frame_format), frame_storage.encode(s, frame_format))
+          for b, s in zip(blur, sharp)]
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(common.FrameDatasetBuilder):
   """Procedural blurry/sharp videos; the default config is the project's default training set."""
 
   VERSION = tfds.core.Version('1.0.0')
@@ -92,18 +94,19 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         for split, n in counts.items()
     })
     self.info.metadata[CONFIG_METADATA_KEY] = config_to_json(config)
+    self._record_frame_format()
     return {split: self._generate_examples(split, n) for split, n in counts.items()}
 
   def _generate_examples(self, split: str, num_sequences: int) -> Iterator[tuple[int, dict[str, Any]]]:
     config = self.builder_config.synthetic_config
     total = num_sequences * config.num_frames
-    jobs = ((config, synthetic.sequence_seed(split, i)) for i in range(num_sequences))
+    jobs = ((config, synthetic.sequence_seed(split, i), self.frame_format) for i in range(num_sequences))
     index = 0
-    with contextlib.closing(common.ordered_prefetch(_render_pngs, jobs, common.default_workers())) as rendered, \
+    with contextlib.closing(common.ordered_prefetch(_render_frames, jobs, common.default_workers())) as rendered, \
          tqdm.tqdm(total=total, desc=f'{self.name}/{self.builder_config.name} {split}', unit=' frames',
                    mininterval=1.0) as progress:
-      for i, pngs in enumerate(rendered):
-        for k, (blur_png, sharp_png) in enumerate(pngs):
-          yield common.record_key(index, total), common.make_example(f'{i:04d}', k, len(pngs), blur_png, sharp_png)
+      for i, frames in enumerate(rendered):
+        for k, (blur, sharp) in enumerate(frames):
+          yield common.record_key(index, total), common.make_example(f'{i:04d}', k, len(frames), blur, sharp)
           index += 1
           progress.update(1)
