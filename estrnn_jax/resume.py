@@ -1,0 +1,89 @@
+"""Resuming a training workdir: the new config must describe the run its checkpoints belong to.
+
+A workdir records the run it holds in `config.json` (the whole config) and `model_config.json` (the ESTRNN
+fields). A resumed run may change how it trains from here on (`RESUMABLE_FIELDS`: the step count, the learning
+rate schedule, the evaluation / checkpoint / log cadence, where data and caches live); those changes are logged.
+Any other change would resume the checkpoints as a different model or a different run (a changed shape fails
+deep inside Orbax, a changed `residual` or `dtype` silently computes something else, and the rewritten
+config.json would mislabel the checkpoints), so it is refused before anything in the workdir is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+import json
+from typing import Any
+
+# Dotted config fields a resumed run may change (a trailing '.' covers a whole section).
+RESUMABLE_FIELDS = (
+    'num_train_steps',
+    'optimizer.learning_rate', 'optimizer.end_learning_rate', 'optimizer.schedule', 'optimizer.steps_per_epoch',
+    'optimizer.warmup_steps', 'optimizer.milestones', 'optimizer.decay_factor',
+    'eval.', 'eval_every_steps', 'checkpoint_every_steps', 'log_every_steps', 'keep_checkpoints',
+    'keep_best_checkpoints',
+    'dataset.data_dir', 'dataset.num_workers', 'compilation_cache_dir',
+    'model.remat', 'unroll_time',   # how the same computation is scheduled, not what it computes
+    'init_from',                    # only read by a fresh run; a resume continues from its own checkpoint
+)
+# ESTRNN fields that change how it runs, not what it computes.
+RESUMABLE_MODEL_FIELDS = ('remat',)
+
+
+class ResumeMismatchError(ValueError):
+  """The new config differs from the workdir's in fields a resumed run cannot change."""
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
+  """{'a': {'b': 1}} -> {'a.b': 1}, values normalised as JSON stores them (tuples become lists)."""
+  out = {}
+  for key, value in tree.items():
+    name = f'{prefix}{key}'
+    if isinstance(value, Mapping):
+      out.update(flatten(value, f'{name}.'))
+    else:
+      out[name] = json.loads(json.dumps(value))
+  return out
+
+
+def is_resumable(field: str) -> bool:
+  return any(field == allowed or (allowed.endswith('.') and field.startswith(allowed))
+             for allowed in RESUMABLE_FIELDS)
+
+
+def check(workdir: str, *, saved_config: Mapping[str, Any] | None, saved_model: Mapping[str, Any] | None,
+          new_config: Mapping[str, Any], new_model: Mapping[str, Any]) -> list[str]:
+  """Compares a workdir's saved configs with a new run's; returns the allowed changes, one line each.
+
+  Args:
+    workdir: named in the error.
+    saved_config, new_config: whole configs as dicts (the saved one as read from config.json; None if absent).
+    saved_model, new_model: ESTRNN fields (`checkpoints.model_config`), both with every field filled in (the
+      saved one None if model_config.json is absent; then config.json's `model` section stands in).
+  Raises:
+    ResumeMismatchError: naming every refused field with both values, and what to do instead.
+  """
+  refused, allowed = [], []
+  saved_flat = flatten(saved_config or {})
+  new_flat = flatten(new_config)
+  if saved_model is not None:
+    for name in sorted(set(saved_model) | set(new_model)):
+      old, new = saved_model.get(name), new_model.get(name)
+      if old != new:
+        (allowed if name in RESUMABLE_MODEL_FIELDS else refused).append(
+            f'model.{name}: {old!r} in the workdir, {new!r} now')
+  for name in sorted(set(saved_flat) | set(new_flat)):
+    if saved_model is not None and name.startswith('model.') and name[len('model.'):] in new_model:
+      continue   # compared above, through the fields the model was built from
+    if name not in saved_flat:
+      allowed.append(f'{name}: new field (not in the workdir\'s config), {new_flat[name]!r}')
+    elif name not in new_flat:
+      allowed.append(f'{name}: no longer in the config (was {saved_flat[name]!r})')
+    elif saved_flat[name] != new_flat[name]:
+      change = f'{name}: {saved_flat[name]!r} in the workdir, {new_flat[name]!r} now'
+      (allowed if is_resumable(name) else refused).append(change)
+  if refused:
+    raise ResumeMismatchError(
+        f'{workdir} holds checkpoints of a different run; refusing to resume it (the workdir is unchanged). '
+        f'Changed: {"; ".join(refused)}. Resume with the workdir\'s values, or start a fresh --workdir (to start '
+        f'from these weights there: --config.init_from={workdir}).')
+  return allowed
