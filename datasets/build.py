@@ -37,6 +37,7 @@ from datasets.gopro import gopro_dataset_builder
 from datasets.paired_folders import paired_folders_dataset_builder
 from datasets.reds import reds_dataset_builder
 from datasets.synthetic_blur import synthetic_blur_dataset_builder
+from estrnn_jax import cli
 from estrnn_jax import frame_storage
 
 BUILDER_CLASSES: tuple[type[tfds.core.GeneratorBasedBuilder], ...] = (
@@ -107,6 +108,12 @@ def build(name: str, data_dir: epath.PathLike | None = None, manual_dir: epath.P
   if manual_dir is not None and not builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
     logging.warning('%s needs no manual_dir; ignoring %s', name, manual_dir)
     manual_dir = None
+  if manual_dir is not None and (overwrite or not builder.is_prepared()):
+    folder = epath.Path(_expand(manual_dir))
+    if not folder.is_dir() or not any(folder.iterdir()):
+      problem = 'is empty' if folder.is_dir() else 'is not a folder' if folder.exists() else 'does not exist'
+      raise ValueError(f'manual_dir {manual_dir} {problem}; expected the folder where the {name} release was '
+                       'unzipped (run without --manual_dir to see how to get it).')
   mode = (tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS if overwrite
           else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
   download_config = tfds.download.DownloadConfig(
@@ -161,7 +168,7 @@ def define_flags() -> None:
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   f = flags.FLAGS
   builder = build(f.dataset, f.data_dir, f.manual_dir, overwrite=f.overwrite, blur_dir=f.blur_dir,
                   sharp_dir=f.sharp_dir, frame_format=f.frame_format)
@@ -170,4 +177,4 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  cli.run_absl('datasets.build', main)

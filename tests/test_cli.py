@@ -96,3 +96,16 @@ def assert_one_line_error(result: subprocess.CompletedProcess, command: str, *fr
 ])
 def test_profile_bad_inputs(args, fragments):
   assert_one_line_error(run_command('estrnn_jax.profile', *args), 'profile', *fragments)
+
+
+@pytest.mark.parametrize('args,fragments', [
+    (['--dataset', 'nope'], ["Unknown dataset 'nope'"]),
+    (['--dataset', 'bsd/9ms'], ["Unknown config '9ms' of bsd"]),
+    (['--dataset', 'bsd/2ms16ms', '--manual_dir', '/nonexistent/release'],
+     ['manual_dir /nonexistent/release does not exist']),
+    (['--dataset', 'synthetic_blur/tiny', '--frame_format', 'jpeg'], ['flag --frame_format=jpeg']),
+])
+def test_datasets_build_bad_inputs(tmp_path, args, fragments):
+  result = run_command('datasets.build', *args, '--data_dir', str(tmp_path / 'tfds'))
+  assert_one_line_error(result, 'datasets.build', *fragments)
+  assert not (tmp_path / 'tfds' / 'bsd').exists()
