@@ -302,16 +302,21 @@ def paired_sequence(name: str, blur_dir: epath.Path, sharp_dir: epath.Path,
 
 @dataclasses.dataclass(frozen=True)
 class Frame:
-  """A validated frame: lossless 8-bit RGB PNG bytes, its size, and (when asked for) its pixels."""
+  """A validated frame: its size, its pixels (when asked for, or when the file is not an 8-bit RGB PNG) and,
+  as `png`, lossless 8-bit RGB PNG bytes (the file's own when it is one; encoded only when asked for)."""
   path: epath.Path
-  png: bytes
   height: int
   width: int
   pixels: np.ndarray | None = None  # uint8 (H, W, 3)
+  file_png: bytes | None = None     # the file's bytes, when they are an 8-bit RGB PNG
 
   @property
   def size(self) -> str:
     return f'{self.width}x{self.height}'
+
+  @property
+  def png(self) -> bytes:
+    return self.file_png if self.file_png is not None else frame_storage.encode(self.pixels, 'png')
 
 
 def read_frame(path: epath.Path, with_pixels: bool = False) -> Frame:
@@ -331,8 +336,7 @@ def read_frame(path: epath.Path, with_pixels: bool = False) -> Frame:
     if data[:3] != _JPEG_SIGNATURE:
       raise InvalidDatasetError(f'{path} is not a JPEG file.')
     pixels = _decode_jpeg(path, data)
-    return Frame(path, frame_storage.encode(pixels, 'png'), pixels.shape[0], pixels.shape[1],
-                 pixels if with_pixels else None)
+    return Frame(path, pixels.shape[0], pixels.shape[1], pixels)
   if data[:8] != _PNG_SIGNATURE or data[12:16] != b'IHDR':
     raise InvalidDatasetError(f'{path} is not a PNG file.')
   bit_depth, color_type = data[24], data[25]
@@ -344,15 +348,14 @@ def read_frame(path: epath.Path, with_pixels: bool = False) -> Frame:
       if color_type == _PNG_COLOR_TYPE_RGB and image.mode == 'RGB':
         pixels = np.asarray(image) if with_pixels else None
         width, height = image.size
-        return Frame(path, data, height, width, pixels)
+        return Frame(path, height, width, pixels, file_png=data)
       rgba = np.asarray(image.convert('RGBA'))
   except Exception as e:  # pylint: disable=broad-except  # Pillow raises many types on damaged files
     raise InvalidDatasetError(f'{path} is unreadable or corrupt: {e}') from e
   if not np.all(rgba[..., 3] == 255):
     raise InvalidDatasetError(f'{path} has transparent pixels; expected opaque RGB frames.')
   pixels = np.ascontiguousarray(rgba[..., :3])
-  return Frame(path, frame_storage.encode(pixels, 'png'), pixels.shape[0], pixels.shape[1],
-               pixels if with_pixels else None)
+  return Frame(path, pixels.shape[0], pixels.shape[1], pixels)
 
 
 def _decode_jpeg(path: epath.Path, data: bytes) -> np.ndarray:

@@ -87,10 +87,13 @@ def test_dvd_splits_by_the_dbn_test_list_and_stores_pillows_jpeg_decode(tmp_path
   assert decoded_grey.shape == (H, W, 3) and (decoded_grey == decoded_grey[..., :1]).all()
   assert np.abs(decoded_grey[..., 0].astype(int) - grey).mean() < 20  # it is that frame, JPEG-compressed
 
-  # The release folder and the quantitative_datasets folder work as manual_dir too, with the same records.
+  # The release folder and the quantitative_datasets folder work as manual_dir too, with the same records, in
+  # either frame format (PNG: the decoded pixels re-encoded losslessly).
   for i, manual_dir in enumerate((quantitative.parent, quantitative)):
-    other = build_lib.build('dvd', tmp_path / f'tfds{i}', manual_dir=manual_dir)
+    other = build_lib.build('dvd', tmp_path / f'tfds{i}', manual_dir=manual_dir, frame_format=('raw', 'png')[i])
     assert common.sequence_table(other, 'train') == common.sequence_table(builder, 'train')
+  _assert_split(_read_split('dvd', tmp_path / 'tfds1', 'test'),
+                [(s, *files[s]) for s in ('720p_240fps_2', 'IMG_0030')])
 
 
 def test_dvd_presplit_form_keeps_its_split(tmp_path):
