@@ -38,11 +38,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from configs import default as default_config
 from estrnn_jax import images
 from estrnn_jax import inference
 from estrnn_jax import jit_utils
+from estrnn_jax import losses
 from estrnn_jax import model as model_lib
 from estrnn_jax import profile
+from estrnn_jax import sharding
+from estrnn_jax import train
 
 # The paper's names -> (n_features, n_blocks); the paper's channel count is 5 * n_features.
 MODELS = {'B15C80': (16, 15), 'B9C60': (12, 9), 'B9C80': (16, 9), 'tiny': (4, 2)}
@@ -162,10 +166,6 @@ def bench_video(model, variables, height, width, rng):
 
 
 def bench_train(model, variables, height, width, rng):
-  from configs import default as default_config  # pylint: disable=g-import-not-at-top
-  from estrnn_jax import losses  # pylint: disable=g-import-not-at-top
-  from estrnn_jax import sharding  # pylint: disable=g-import-not-at-top
-  from estrnn_jax import train  # pylint: disable=g-import-not-at-top
   del variables
   config = default_config.get_config()
   batch_size = _TRAIN_BATCH.value or (1 if jax.default_backend() == 'cpu' else 8)
@@ -173,7 +173,7 @@ def bench_train(model, variables, height, width, rng):
   schedule = train.create_learning_rate_schedule(config)
   tx = train.create_optimizer(config, schedule)
   mesh = sharding.make_mesh(jax.devices()[:1])
-  state, _ = train.create_train_state(model, tx, mesh, jax.random.key(0))
+  state, _ = train.create_train_state(model, tx, mesh, model_lib.init_key(0))
   outputs = frames - model.past_frames - model.future_frames
   batch = {'blur': jnp.asarray(rng.uniform(-0.5, 0.5, (batch_size, frames, height, width, 3)), jnp.float32),
            'sharp': jnp.asarray(rng.uniform(-0.5, 0.5, (batch_size, outputs, height, width, 3)), jnp.float32)}
@@ -235,7 +235,7 @@ def main(argv: list[str]) -> None:
       n_features, n_blocks = MODELS[name]
       for height, width in sizes:
         base = model_lib.ESTRNN(n_features=n_features, n_blocks=n_blocks)
-        variables = base.init(jax.random.key(0), jnp.zeros((1, base.num_frames, 8, 8, 3)))
+        variables = {'params': model_lib.init_params(base, 0)}
         _, true_macs, _ = profile.layer_macs(base, height + (-height % 4), width + (-width % 4))
         for dtype in dtypes:
           model = base.clone(dtype=jnp.dtype(dtype))

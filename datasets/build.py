@@ -39,6 +39,7 @@ from datasets.reds import reds_dataset_builder
 from datasets.synthetic_blur import synthetic_blur_dataset_builder
 from estrnn_jax import cli
 from estrnn_jax import frame_storage
+from estrnn_jax import records
 
 BUILDER_CLASSES: tuple[type[tfds.core.GeneratorBasedBuilder], ...] = (
     bsd_dataset_builder.Builder,
@@ -87,7 +88,7 @@ def build(name: str, data_dir: epath.PathLike | None = None, manual_dir: epath.P
           frame_format: str | None = None) -> common.FrameDatasetBuilder:
   """Prepares dataset `name` ('bsd/2ms16ms', 'synthetic_blur/small', ...) under `data_dir` as ArrayRecord.
 
-  Returns the prepared builder (`builder.as_data_source(split)`, `common.sequence_table(builder, split)`).
+  Returns the prepared builder (`builder.as_data_source(split)`, `records.sequence_table(builder, split)`).
   Reuses a complete dataset already there unless `overwrite`. `data_dir` None: TFDS's default
   (`$TFDS_DATA_DIR` or ~/tensorflow_datasets). `manual_dir`: the unzipped release (required except for
   synthetic_blur). `blur_dir` / `sharp_dir`: see `make_builder`. `frame_format`: 'raw' or 'png' for a new
@@ -143,7 +144,7 @@ def describe(builder: tfds.core.DatasetBuilder) -> str:
   """A short summary: where the dataset is, and per split its frames and sequences."""
   lines = [f'{builder.info.full_name} at {builder.data_dir}, frames stored as {builder.stored_frame_format()}']
   for split in builder.info.splits:
-    table = common.sequence_table(builder, split)
+    table = records.sequence_table(builder, split)
     lines.append(f'  {split}: {builder.info.splits[split].num_examples} frames in {len(table)} sequences')
   return '\n'.join(lines)
 

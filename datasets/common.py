@@ -1,21 +1,10 @@
-"""What the frame-pair builders share: folder scanning, frame validation, records and sequence tables.
+"""What the frame-pair builders share: folder scanning, frame validation and record writing.
 
 Every dataset here is a set of videos, each a sequence of (blurry, sharp) uint8 RGB frame pairs. A
-builder stores **one record per frame**, in (sequence, frame) order, with the features of
-`frame_features()`:
-
-  blur, sharp      bytes: uint8 (H, W, 3) RGB in the dataset's frame format (`estrnn_jax.frame_storage`:
-                   'raw' pixels by default, or lossless PNG), recorded in the metadata; bit-exact with
-                   the release's frames (a JPEG release's frames as Pillow decodes them)
-  sequence         the sequence's name (its folder name in the release)
-  frame_index      int32, 0-based position of the frame in its sequence (frames sorted by the number
-                   in their file name, which need not start at 0)
-  sequence_length  int32, frames in the sequence
-
-The per-split sequence table -- (name, index of the sequence's first record, length) in record order --
-is stored in the dataset's metadata (`metadata.json`), so an input pipeline enumerates T-frame windows
-with `sequence_table()` without reading any image; so is the frame format (`frame_storage.METADATA_KEY`),
-chosen when the dataset is built.
+builder stores **one record per frame**, in (sequence, frame) order, in the format `estrnn_jax.records`
+defines (features, sequence tables; frames in the `estrnn_jax.frame_storage` format chosen at build
+time, bit-exact with the release's frames, a JPEG release's as Pillow decodes them), which the input
+pipeline reads.
 
 Bad input (missing folders, stray files in frame folders, blurry/sharp frames that do not pair up,
 corrupt images, frame sizes that change inside a sequence) raises `InvalidDatasetError` naming the path.
@@ -27,7 +16,7 @@ from __future__ import annotations
 
 import abc
 import collections
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -46,9 +35,9 @@ from tensorflow_datasets.core import file_adapters
 import tqdm
 
 from estrnn_jax import frame_storage
+from estrnn_jax import records
 
-# Key of the sequence tables in `DatasetInfo.metadata`: {split: [[name, first_record, length], ...]}.
-SEQUENCES_METADATA_KEY = 'sequences'
+
 
 # Frame file names: `<number>.png` (the releases' own naming); group 1 is the frame number.
 PNG_FRAME_NAME = re.compile(r'(\d+)\.png')
@@ -67,26 +56,12 @@ class InvalidDatasetError(ValueError):
 # Features and records.
 
 
-def frame_features() -> tfds.features.FeaturesDict:
-  """The features of one record (one frame pair); see the module docstring."""
-  # Frames are plain bytes whatever the format (TFDS serialises its PNG `Image` feature the same way, so
-  # datasets built with that feature read back unchanged); `frame_storage.decode` turns them into pixels.
-  frame_doc = 'uint8 (H, W, 3) RGB frame in the dataset\'s frame format (estrnn_jax.frame_storage)'
-  return tfds.features.FeaturesDict({
-      'blur': tfds.features.Tensor(shape=(), dtype=np.object_, doc=frame_doc),
-      'sharp': tfds.features.Tensor(shape=(), dtype=np.object_, doc=frame_doc),
-      'sequence': tfds.features.Text(),
-      'frame_index': tfds.features.Scalar(dtype=np.int32),
-      'sequence_length': tfds.features.Scalar(dtype=np.int32),
-  })
-
-
 def frame_dataset_info(builder: tfds.core.DatasetBuilder, homepage: str) -> tfds.core.DatasetInfo:
   """DatasetInfo of a frame-pair dataset: `frame_features()`, records kept in generation order, and an
   empty `MetadataDict` for the sequence tables; description and citation come from the builder's
   README.md and CITATIONS.bib."""
   return builder.dataset_info_from_configs(
-      features=frame_features(),
+      features=records.frame_features(),
       supervised_keys=('blur', 'sharp'),
       homepage=homepage,
       disable_shuffling=True,  # records stay in (sequence, frame) order
@@ -105,86 +80,6 @@ def record_key(index: int, total: int) -> int:
   if not 0 <= index < total:
     raise ValueError(f'record index {index} outside [0, {total})')
   return index << (128 - total.bit_length())
-
-
-def make_example(sequence: str, frame_index: int, sequence_length: int, blur: bytes,
-                 sharp: bytes) -> dict[str, Any]:
-  """One record; `blur`, `sharp`: the frames' bytes in the dataset's frame format."""
-  return {
-      'blur': blur,
-      'sharp': sharp,
-      'sequence': sequence,
-      'frame_index': np.int32(frame_index),
-      'sequence_length': np.int32(sequence_length),
-  }
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Sequence tables.
-
-
-def build_sequence_table(names_and_lengths: Iterable[tuple[str, int]]) -> list[tuple[str, int, int]]:
-  """[(name, length), ...] in record order -> [(name, first_record_index, length), ...]."""
-  table, first = [], 0
-  for name, length in names_and_lengths:
-    table.append((name, first, length))
-    first += length
-  return table
-
-
-def set_sequence_tables(info: tfds.core.DatasetInfo, tables: Mapping[str, Sequence[tuple[str, int, int]]]):
-  """Stores the per-split sequence tables in `info.metadata` (written to `metadata.json`)."""
-  info.metadata[SEQUENCES_METADATA_KEY] = {
-      split: [[name, int(first), int(length)] for name, first, length in table]
-      for split, table in tables.items()
-  }
-
-
-def sequence_table(builder_or_info: Any, split: str | None = None) -> list[tuple[str, int, int]]:
-  """The sequences of a split, in record order: [(name, first_record_index, length), ...].
-
-  Records `first .. first + length - 1` of the split's ArrayRecord data source are frames 0 .. length-1
-  of sequence `name`.
-
-  Args:
-    builder_or_info: a prepared `tfds.core.DatasetBuilder`, its `DatasetInfo`, or a data source from
-      `tfds.data_source` / `builder.as_data_source` (then `split` defaults to the source's split).
-    split: a whole split's name ('train', 'validation', 'test'); slices such as 'train[:10]' have no
-      table.
-
-  Raises:
-    ValueError: no table in the metadata, an unknown split, or a table that disagrees with the split's
-      number of records.
-  """
-  if isinstance(builder_or_info, tfds.core.DatasetInfo):
-    info = builder_or_info
-  elif hasattr(builder_or_info, 'dataset_info'):  # ArrayRecordDataSource
-    info = builder_or_info.dataset_info
-    if split is None and getattr(builder_or_info, 'split', None) is not None:
-      split = str(builder_or_info.split)
-  elif hasattr(builder_or_info, 'info'):
-    info = builder_or_info.info
-  else:
-    raise TypeError(f'Expected a DatasetBuilder, DatasetInfo or data source, got {type(builder_or_info)}')
-  if split is None:
-    raise ValueError('sequence_table needs a split name')
-  split = str(split)
-  metadata = info.metadata
-  try:
-    tables = metadata[SEQUENCES_METADATA_KEY]
-  except (KeyError, TypeError):
-    raise ValueError(
-        f'Dataset {info.full_name} at {info.data_dir} has no sequence table in its metadata '
-        f'(metadata.json); prepare it with `python -m datasets.build`.') from None
-  if split not in tables:
-    raise ValueError(f'Dataset {info.full_name} has no sequence table for split {split!r}; '
-                     f'tables exist for {sorted(tables)} (slices of a split have none).')
-  table = [(str(name), int(first), int(length)) for name, first, length in tables[split]]
-  total = sum(length for _, _, length in table)
-  if split in info.splits and info.splits[split].num_examples != total:
-    raise ValueError(f'Dataset {info.full_name} split {split!r}: the sequence table covers {total} frames '
-                     f'but the split has {info.splits[split].num_examples} records.')
-  return table
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -470,7 +365,8 @@ def generate_frame_records(sequences: Sequence[FrameSequence], *, description: s
         elif (pair.height, pair.width) != (first.height, first.width):
           raise InvalidDatasetError(f'Sequence {seq.name}: frames of different sizes: {pair.blur_path} is '
                                     f'{pair.size} but {first.blur_path} is {first.size}.')
-        yield record_key(index, total), make_example(seq.name, frame_index, len(seq), pair.blur, pair.sharp)
+        yield record_key(index, total), records.make_example(seq.name, frame_index, len(seq), pair.blur,
+                                                             pair.sharp)
         index += 1
         progress.update(1)
 
@@ -548,9 +444,8 @@ class PairedFramesBuilder(FrameDatasetBuilder, skip_registration=True):
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     splits = self._find_sequences(epath.Path(dl_manager.manual_dir))
-    set_sequence_tables(self.info, {
-        split: build_sequence_table((s.name, len(s)) for s in sequences) for split, sequences in splits.items()
-    })
+    records.set_sequence_tables(self.info, {split: records.build_sequence_table((s.name, len(s)) for s in sequences)
+                                            for split, sequences in splits.items()})
     self._record_frame_format()
     return {split: self._generate_examples(sequences, split) for split, sequences in splits.items()}
 

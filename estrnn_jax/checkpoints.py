@@ -4,7 +4,7 @@ Layouts (all Orbax; paths may be gs://):
 
   <workdir>/                      a training run (`train.train_and_evaluate`)
     config.json                   the whole training config
-    model_config.json             the ESTRNN fields (see `model_config`)
+    model_config.json             the ESTRNN fields (`ESTRNN.to_config`)
     checkpoints/<step>/state/     the train state: a pytree {'params', 'opt_state', 'step'}
     checkpoints/<step>/data_iter/ the grain iterator state (one JSON file per process)
     checkpoints/<step>/metrics/   validation metrics of that step (when it was evaluated)
@@ -18,19 +18,20 @@ optimiser state.
 """
 
 from collections.abc import Mapping
-import dataclasses
 import json
 from typing import Any
-import uuid
 
 from absl import logging
 from etils import epath
+import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from estrnn_jax import atomic
 from estrnn_jax import model as model_lib
+from estrnn_jax import official_weights
 
 CONFIG_FILE = 'config.json'
 MODEL_CONFIG_FILE = 'model_config.json'
@@ -39,38 +40,7 @@ STATE_ITEM = 'state'
 DATA_ITER_ITEM = 'data_iter'
 BEST_METRIC = 'val_psnr'  # Higher is better; recorded with every checkpoint written after an evaluation.
 
-# ESTRNN's own dataclass fields (flax's `parent` and `name` excluded).
-_MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(model_lib.ESTRNN) if f.name not in ('parent', 'name'))
 _TORCH_SUFFIXES = ('.pth', '.pth.tar', '.pt', '.tar')
-
-
-def model_config(model: model_lib.ESTRNN) -> dict[str, Any]:
-  """ESTRNN's fields as JSON-able values, dtype by name: {'n_features': 16, ..., 'dtype': 'float32', ...}."""
-  fields = {name: getattr(model, name) for name in _MODEL_FIELDS}
-  fields['dtype'] = jnp.dtype(fields['dtype']).name
-  return fields
-
-
-def model_from_config(fields: Mapping[str, Any], *, source: str = 'model config') -> model_lib.ESTRNN:
-  """Builds an ESTRNN from `model_config`'s fields (missing ones take the class defaults)."""
-  unknown = sorted(set(fields) - set(_MODEL_FIELDS))
-  if unknown:
-    raise ValueError(f'{source}: unknown ESTRNN field(s) {unknown}; known: {list(_MODEL_FIELDS)}.')
-  kwargs = dict(fields)
-  if 'dtype' in kwargs:
-    try:
-      kwargs['dtype'] = jnp.dtype(kwargs['dtype'])
-    except TypeError:
-      raise ValueError(f'{source}: dtype {fields["dtype"]!r} is not a dtype name.') from None
-  return model_lib.ESTRNN(**kwargs)
-
-
-def write_json(path: epath.PathLike, obj: Any) -> None:
-  """Writes JSON to `path` through a temporary name, so a reader never sees half a file."""
-  path = epath.Path(path)
-  tmp = path.parent / f'.{path.name}.tmp-{uuid.uuid4().hex[:8]}'
-  tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + '\n')
-  tmp.replace(path)
 
 
 def state_handler() -> ocp.PyTreeCheckpointHandler:
@@ -92,7 +62,6 @@ def state_handler() -> ocp.PyTreeCheckpointHandler:
 
 def save_args(state: Any, data_iter: Any = None) -> ocp.args.Composite:
   """Orbax args saving the train state (item `state`) and optionally a grain iterator (item `data_iter`)."""
-  import grain  # pylint: disable=g-import-not-at-top
   items = {STATE_ITEM: ocp.args.PyTreeSave(state)}
   if data_iter is not None:
     items[DATA_ITER_ITEM] = grain.checkpoint.CheckpointSave(data_iter)
@@ -101,7 +70,6 @@ def save_args(state: Any, data_iter: Any = None) -> ocp.args.Composite:
 
 def restore_args(abstract_state: Any, data_iter: Any = None) -> ocp.args.Composite:
   """Orbax args restoring the state onto `abstract_state`'s shardings (and the grain iterator in place)."""
-  import grain  # pylint: disable=g-import-not-at-top
   items = {STATE_ITEM: ocp.args.PyTreeRestore(
       item=abstract_state, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_state))}
   if data_iter is not None:
@@ -117,7 +85,6 @@ def checkpoint_manager(workdir: epath.PathLike, *, keep: int = 2, keep_best: int
   without metrics only count as recent). Saves are asynchronous; call `wait_until_finished()` before exiting.
   Save with `save_args(...)`, restore with `restore_args(...)`.
   """
-  import grain  # pylint: disable=g-import-not-at-top
   registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
   handler = state_handler()
   registry.add(STATE_ITEM, ocp.args.PyTreeSave, handler)
@@ -154,7 +121,7 @@ def save_model(directory: epath.PathLike, model: model_lib.ESTRNN, params: Any) 
   params = jax.tree.map(np.asarray, params)
   with ocp.Checkpointer(state_handler()) as checkpointer:
     checkpointer.save(directory / STATE_ITEM, args=ocp.args.PyTreeSave({'params': params}))
-  write_json(directory / MODEL_CONFIG_FILE, model_config(model))
+  atomic.write_json(directory / MODEL_CONFIG_FILE, model.to_config())
   return directory
 
 
@@ -165,7 +132,7 @@ def restore_model(path: epath.PathLike, *, which: str = 'latest', step: int | No
 
   Args:
     path: a training workdir, a `<workdir>/checkpoints/<step>` directory, a `save_model` directory, or an
-      official `.pth.tar` file (converted on the fly by `estrnn_jax.convert`).
+      official `.pth.tar` file (converted on the fly by `estrnn_jax.official_weights`).
     which: for a workdir, 'latest' or 'best' (highest validation PSNR).
     step: for a workdir, this exact step instead (overrides `which`).
     sharding: place every parameter with this sharding (e.g. replicated over a mesh); None: numpy on the host.
@@ -181,8 +148,8 @@ def restore_model(path: epath.PathLike, *, which: str = 'latest', step: int | No
     if not path.name.endswith(_TORCH_SUFFIXES):
       raise ValueError(f'{path}: a file, but not an official ESTRNN checkpoint (expected {_TORCH_SUFFIXES}); '
                        'pass a training workdir, a checkpoint step directory or a save_model directory.')
-    from estrnn_jax import convert  # pylint: disable=g-import-not-at-top
-    model, variables = convert.load_torch_checkpoint(path, past_frames=past_frames, future_frames=future_frames)
+    model, variables = official_weights.load_torch_checkpoint(path, past_frames=past_frames,
+                                                              future_frames=future_frames)
     params = variables['params']
     if sharding is not None:
       params = jax.device_put(params, sharding)
@@ -242,15 +209,14 @@ def _read_model_config(directories: list[epath.Path], path: epath.Path) -> model
         fields = json.loads(config_file.read_text())
       except json.JSONDecodeError as e:
         raise ValueError(f'{config_file}: not valid JSON ({e}).') from None
-      return model_from_config(fields, source=str(config_file))
+      return model_lib.ESTRNN.from_config(fields, source=str(config_file))
   raise FileNotFoundError(f'{path}: no {MODEL_CONFIG_FILE} next to the checkpoint (looked in '
                           f'{", ".join(str(d) for d in directories)}); the checkpoint is incomplete.')
 
 
 def _restore_params(state_dir: epath.Path, model: model_lib.ESTRNN, sharding: jax.sharding.Sharding | None):
   """Restores only `params` from a state pytree, checked against the model's parameter shapes."""
-  frames = jax.ShapeDtypeStruct((1, model.num_frames, 4, 4, 3), jnp.float32)
-  abstract = jax.eval_shape(model.init, jax.random.key(0), frames)['params']
+  abstract = model_lib.abstract_params(model)
   if sharding is None:
     restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), abstract)
     target = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), abstract)
@@ -262,7 +228,7 @@ def _restore_params(state_dir: epath.Path, model: model_lib.ESTRNN, sharding: ja
       restored = checkpointer.restore(state_dir, args=ocp.args.PyTreeRestore(
           item={'params': target}, restore_args={'params': restore_args}, partial_restore=True))
     except (ValueError, KeyError, FileNotFoundError) as e:
-      raise ValueError(f'{state_dir}: cannot restore the parameters of {model_config(model)}: {e}') from None
+      raise ValueError(f'{state_dir}: cannot restore the parameters of {model.to_config()}: {e}') from None
   params = restored['params']
   _check_shapes(abstract, params, state_dir)
   return params

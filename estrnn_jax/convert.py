@@ -1,20 +1,13 @@
-"""Official ESTRNN checkpoints (PyTorch, `zzh-tech/ESTRNN`) -> Flax parameters for `estrnn_jax.model.ESTRNN`.
+r"""Converts an official ESTRNN checkpoint (PyTorch `.pth.tar`) into the project's own format, once.
 
-No torch is needed: `.pth.tar` files are read by `estrnn_jax.torch_pickle`, which refuses anything but tensors.
-
-Colour order: the official model reads frames with OpenCV, so its checkpoints expect **BGR** input and produce BGR
-output. The converted model takes and returns **RGB** (like the rest of this project): the first conv's input
-channels and the last conv's output channels (and bias) are permuted. Pass `rgb=False` to keep BGR.
-
-CLI:
   python -m estrnn_jax.convert --torch_checkpoint ESTRNN_C80B15_BSD_2ms16ms.pth.tar --output /path/to/converted
-writes an Orbax checkpoint plus `model_config.json`, loadable by `estrnn_jax.checkpoints.restore_model`,
-`estrnn_jax.evaluate` and `estrnn_jax.deblur`.
+
+writes an Orbax checkpoint plus `model_config.json` (`checkpoints.save_model`), loadable by
+`estrnn_jax.checkpoints.restore_model`, `estrnn_jax.evaluate` and `estrnn_jax.deblur`. No torch is needed; the
+mapping itself (and the BGR -> RGB colour swap, `--bgr` to keep BGR) is `estrnn_jax.official_weights`.
 """
 
 from collections.abc import Mapping
-import re
-from typing import Any
 
 from absl import app
 from absl import flags
@@ -22,179 +15,8 @@ from absl import logging
 from etils import epath
 import numpy as np
 
-from estrnn_jax import model as model_lib
-
-_PREFIXES = ('module.model.', 'model.', 'module.')
-
-# (torch key pattern, flax path template, kind). Kinds: conv (OIHW -> HWIO), deconv (IOHW -> HW,I,O scatter form),
-# linear ((out, in) -> (in, out)).
-_RULES: tuple[tuple[str, str, str], ...] = (
-    (r'cell\.F_B0', 'cell/F_B0', 'conv'),
-    (r'cell\.F_B([12])\.rdb\.dense_layers\.(\d+)\.conv', 'cell/F_B{0}/rdb/dense_{1}', 'conv'),
-    (r'cell\.F_B([12])\.rdb\.conv1x1', 'cell/F_B{0}/rdb/fuse', 'conv'),
-    (r'cell\.F_B([12])\.down_sampling', 'cell/F_B{0}/down', 'conv'),
-    (r'cell\.F_R\.RDBs\.(\d+)\.dense_layers\.(\d+)\.conv', 'cell/F_R/rdb_{0}/dense_{1}', 'conv'),
-    (r'cell\.F_R\.RDBs\.(\d+)\.conv1x1', 'cell/F_R/rdb_{0}/fuse', 'conv'),
-    (r'cell\.F_R\.conv1x1', 'cell/F_R/fuse', 'conv'),
-    (r'cell\.F_R\.conv3x3', 'cell/F_R/conv', 'conv'),
-    (r'cell\.F_h\.0', 'cell/F_h_in', 'conv'),
-    (r'cell\.F_h\.1\.dense_layers\.(\d+)\.conv', 'cell/F_h_rdb/dense_{0}', 'conv'),
-    (r'cell\.F_h\.1\.conv1x1', 'cell/F_h_rdb/fuse', 'conv'),
-    (r'cell\.F_h\.2', 'cell/F_h_out', 'conv'),
-    (r'fusion\.F_f\.0', 'fusion/mlp_in', 'linear'),
-    (r'fusion\.F_f\.2', 'fusion/mlp_out', 'linear'),
-    (r'fusion\.F_p\.0', 'fusion/proj_in', 'conv'),
-    (r'fusion\.F_p\.1', 'fusion/proj_out', 'conv'),
-    (r'fusion\.condense', 'fusion/condense', 'conv'),
-    (r'fusion\.fusion', 'fusion/fuse', 'conv'),
-    (r'recons\.model\.([01])', 'reconstructor/up_{0}', 'deconv'),
-    (r'recons\.model\.2', 'reconstructor/out', 'conv'),
-)
-_KERNEL_LAYOUT = {'conv': (2, 3, 1, 0), 'deconv': (2, 3, 0, 1), 'linear': (1, 0)}
-
-
-class CheckpointMismatchError(ValueError):
-  """The checkpoint is readable but is not an ESTRNN of a shape this module can build."""
-
-
-def strip_prefix(state_dict: Mapping[str, Any]) -> dict[str, Any]:
-  """Drops the reference's `module.model.` (or `model.` / `module.`) key prefix."""
-  out = {}
-  for key, value in state_dict.items():
-    for prefix in _PREFIXES:
-      if key.startswith(prefix):
-        key = key[len(prefix):]
-        break
-    out[key] = value
-  return out
-
-
-def _flax_location(torch_key: str) -> tuple[tuple[str, ...], str] | None:
-  """'cell.F_B0.weight' -> (('cell', 'F_B0', 'kernel'), 'conv'); None for an unknown key."""
-  module, _, leaf = torch_key.rpartition('.')
-  if leaf not in ('weight', 'bias'):
-    return None
-  for pattern, template, kind in _RULES:
-    match = re.fullmatch(pattern, module)
-    if match:
-      path = template.format(*match.groups()).split('/')
-      return (*path, 'kernel' if leaf == 'weight' else 'bias'), kind
-  return None
-
-
-def infer_config(state_dict: Mapping[str, Any]) -> dict[str, int]:
-  """Reads n_features, n_blocks and the GSA window size (past+future+1) off the tensors' shapes."""
-  try:
-    n_features = int(state_dict['cell.F_B0.weight'].shape[0])
-    fuse_channels = int(state_dict['fusion.fusion.weight'].shape[0])
-  except KeyError as e:
-    raise CheckpointMismatchError(f'not an ESTRNN state dict: no tensor {e.args[0]!r}') from None
-  blocks = {int(m.group(1)) for k in state_dict if (m := re.match(r'cell\.F_R\.RDBs\.(\d+)\.', k))}
-  if not blocks or blocks != set(range(len(blocks))):
-    raise CheckpointMismatchError(f'not an ESTRNN state dict: F_R RDB indices are {sorted(blocks)}')
-  if fuse_channels % (5 * n_features):
-    raise CheckpointMismatchError(
-        f'fusion.fusion has {fuse_channels} channels, not a multiple of 5 * n_features = {5 * n_features}')
-  return {'n_features': n_features, 'n_blocks': len(blocks), 'num_frames': fuse_channels // (5 * n_features)}
-
-
-def convert_state_dict(state_dict: Mapping[str, Any], *, past_frames: int = 2, future_frames: int = 2,
-                       rgb: bool = True) -> tuple[model_lib.ESTRNN, dict[str, Any]]:
-  """Converts an official state dict (torch layouts, numpy arrays) to `(ESTRNN, {'params': ...})`.
-
-  Args:
-    state_dict: tensor name -> array, with or without the `module.model.` prefix.
-    past_frames, future_frames: the GSA window; must add up with the checkpoint's fusion width.
-    rgb: permute the colour channels so the model takes and returns RGB (official checkpoints are BGR).
-  Raises:
-    CheckpointMismatchError: missing, unexpected or wrongly shaped tensors, naming each.
-  """
-  state_dict = {k: np.asarray(v) for k, v in strip_prefix(state_dict).items()}
-  config = infer_config(state_dict)
-  if past_frames + future_frames + 1 != config['num_frames']:
-    raise CheckpointMismatchError(
-        f"the checkpoint's GSA fuses {config['num_frames']} frames, but past_frames={past_frames} + "
-        f'future_frames={future_frames} + 1 = {past_frames + future_frames + 1}')
-  model = model_lib.ESTRNN(n_features=config['n_features'], n_blocks=config['n_blocks'],
-                           past_frames=past_frames, future_frames=future_frames)
-  expected = _expected_shapes(model)
-
-  params: dict[str, Any] = {}
-  unexpected, wrong_shape = [], []
-  for key, value in state_dict.items():
-    location = _flax_location(key)
-    if location is None or location[0] not in expected:
-      unexpected.append(key)
-      continue
-    path, kind = location
-    if value.ndim > 1:
-      value = value.transpose(_KERNEL_LAYOUT[kind])
-    if value.shape != expected[path]:
-      wrong_shape.append(f'{key}: {value.shape} (as {"/".join(path)}), expected {expected[path]}')
-      continue
-    node = params
-    for name in path[:-1]:
-      node = node.setdefault(name, {})
-    node[path[-1]] = value.astype(np.float32)
-  missing = sorted('/'.join(p) for p in expected if not _has(params, p))
-  problems = []
-  if missing:
-    problems.append(f'missing {len(missing)} tensor(s) for: {", ".join(missing[:8])}' + (' …' if len(missing) > 8 else ''))
-  if unexpected:
-    problems.append(f'unexpected tensor(s): {", ".join(sorted(unexpected)[:8])}' + (' …' if len(unexpected) > 8 else ''))
-  if wrong_shape:
-    problems.append('wrong shape: ' + '; '.join(wrong_shape[:8]))
-  if problems:
-    raise CheckpointMismatchError(
-        f"not an ESTRNN(n_features={config['n_features']}, n_blocks={config['n_blocks']}) checkpoint: "
-        + ' | '.join(problems))
-  if rgb:
-    params['cell']['F_B0']['kernel'] = params['cell']['F_B0']['kernel'][:, :, ::-1, :].copy()
-    out = params['reconstructor']['out']
-    out['kernel'], out['bias'] = out['kernel'][..., ::-1].copy(), out['bias'][::-1].copy()
-  return model, {'params': params}
-
-
-def _expected_shapes(model: model_lib.ESTRNN) -> dict[tuple[str, ...], tuple[int, ...]]:
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  frames = jax.ShapeDtypeStruct((1, model.num_frames, 4, 4, 3), jnp.float32)
-  shapes = jax.eval_shape(model.init, jax.random.key(0), frames)['params']
-  flat = jax.tree_util.tree_flatten_with_path(shapes)[0]
-  return {tuple(k.key for k in path): tuple(leaf.shape) for path, leaf in flat}
-
-
-def _has(tree: Mapping[str, Any], path: tuple[str, ...]) -> bool:
-  for name in path:
-    if not isinstance(tree, Mapping) or name not in tree:
-      return False
-    tree = tree[name]
-  return True
-
-
-def read_state_dict(path: str | epath.PathLike) -> dict[str, np.ndarray]:
-  """Reads an official checkpoint file: a `.pth.tar` dict with `state_dict`, or a bare state dict."""
-  from estrnn_jax import torch_pickle  # pylint: disable=g-import-not-at-top
-  path = epath.Path(path)
-  obj = torch_pickle.load(path)
-  if isinstance(obj, Mapping) and 'state_dict' in obj:
-    obj = obj['state_dict']
-  if not isinstance(obj, Mapping) or not all(isinstance(v, np.ndarray) for v in obj.values()):
-    raise CheckpointMismatchError(f'{path}: holds neither a state dict nor a dict with a "state_dict" entry '
-                                  f'(found {type(obj).__name__}).')
-  return dict(obj)
-
-
-def load_torch_checkpoint(path: str | epath.PathLike, past_frames: int = 2, future_frames: int = 2,
-                          rgb: bool = True) -> tuple[model_lib.ESTRNN, dict[str, Any]]:
-  """Official `.pth.tar` (or bare state dict) -> `(ESTRNN, {'params': ...})`, RGB by default. No torch needed."""
-  state_dict = read_state_dict(path)
-  try:
-    return convert_state_dict(state_dict, past_frames=past_frames, future_frames=future_frames, rgb=rgb)
-  except CheckpointMismatchError as e:
-    raise CheckpointMismatchError(f'{path}: {e}') from None
-
-
+from estrnn_jax import checkpoints
+from estrnn_jax import official_weights
 
 
 def define_flags() -> None:
@@ -208,14 +30,14 @@ def define_flags() -> None:
 
 def main(argv: list[str]) -> None:
   del argv
-  from estrnn_jax import checkpoints  # pylint: disable=g-import-not-at-top
   f = flags.FLAGS
   if not f.torch_checkpoint or not f.output:
     raise app.UsageError('--torch_checkpoint and --output are required.')
   if epath.Path(f.output).exists():
     raise SystemExit(f'error: --output {f.output} already exists; choose a new directory.')
   try:
-    model, variables = load_torch_checkpoint(f.torch_checkpoint, f.past_frames, f.future_frames, rgb=not f.bgr)
+    model, variables = official_weights.load_torch_checkpoint(f.torch_checkpoint, f.past_frames,
+                                                              f.future_frames, rgb=not f.bgr)
   except (OSError, ValueError) as e:
     raise SystemExit(f'error: {e}') from None
   n_params = sum(np.size(x) for x in _leaves(variables['params']))

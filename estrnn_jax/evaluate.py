@@ -4,22 +4,8 @@ r"""Scores a trained or converted ESTRNN on whole sequences of a split: PSNR/SSI
   python -m estrnn_jax.evaluate --config=configs/bsd.py:2ms16ms --checkpoint=ESTRNN_C80B15_BSD_2MS16MS.pth.tar
 
 `--checkpoint` is anything `checkpoints.restore_model` reads (a workdir, a step directory, a converted model,
-an official `.pth.tar`). Two protocols:
-
-- `reference` (the paper's numbers): each sequence is cut into chunks of `chunk_frames` (20) frames that overlap
-  by past + future frames, the last chunk right-aligned to the end; the hidden state starts at zero in every
-  chunk. Each of the frames `past ... T - future - 1` is scored once (the first chunk that outputs it); the first
-  `past` and last `future` frames are never scored.
-- `full`: one hidden state runs through the whole sequence and every frame is scored. The sequence is padded in
-  time by repeating its first frame `past` times and its last frame `future` times, so the edge frames get a full
-  GSA window. It runs in segments of `chunk_frames` frames (the cell's state and the last past + future frames'
-  features carry over), so memory does not grow with the sequence length.
-
-Scores (as the reference): model outputs are turned into uint8 (`--rounding`: 'truncate' is the reference test
-script's `astype(np.uint8)`, 'round' is `images.to_uint8`), PSNR and SSIM are computed per frame on the full
-frame (`estrnn_jax.metrics`), and the overall score is the mean over every scored frame of every sequence. The
-blurry input's scores are reported alongside. Frame sizes that are not multiples of 4 are edge-padded for the
-model and cropped back.
+an official `.pth.tar`). `--protocol` is `reference` (the paper's numbers) or `full` (every frame); both are
+described in `estrnn_jax.evaluation`, which does the scoring.
 
 Outputs (in `--output_dir`, default `<checkpoint>/eval_<split>_<protocol>` for directories): `results.json`
 (summary, per-sequence and per-frame values), `sequences.csv` (one row per sequence) and, with `--save_frames`,
@@ -27,355 +13,25 @@ the deblurred frames as `frames/<sequence>/<frame index %08d>.png`. Multi-host: 
 the sequences; process 0 writes the tables.
 """
 
-from collections.abc import Iterable, Sequence
-import csv
-import dataclasses
 import functools
-import io
 import json
-import time
 from typing import Any
-import uuid
 
 from absl import app
 from absl import flags
 from absl import logging
 from etils import epath
 import jax
-import jax.numpy as jnp
-from jax.experimental import multihost_utils
 from ml_collections import config_flags
-import numpy as np
 
 from estrnn_jax import checkpoints
-from estrnn_jax import images
-from estrnn_jax import jit_utils
-from estrnn_jax import losses
-from estrnn_jax import metrics
-from estrnn_jax import model as model_lib
-from estrnn_jax import sharding
-
-PROTOCOLS = ('reference', 'full')
-_FRAME_METRICS = ('psnr', 'ssim', 'blur_psnr', 'blur_ssim', 'loss')
-
-
-def reference_chunks(num_frames: int, chunk_frames: int, past: int, future: int) -> list[tuple[int, int]]:
-  """The reference's chunks `[start, end)` of a `num_frames`-frame sequence (its test loop, reproduced).
-
-  Consecutive chunks overlap by `past + future` frames; the last one is right-aligned to the sequence end. A
-  sequence shorter than `chunk_frames` is one chunk.
-  """
-  if chunk_frames <= past + future:
-    raise ValueError(f'chunk_frames={chunk_frames} must exceed past + future = {past + future}.')
-  if num_frames < past + future + 1:
-    raise ValueError(f'A sequence of {num_frames} frames is shorter than one GSA window ({past + future + 1}).')
-  length = min(chunk_frames, num_frames)
-  chunks = [(0, length)]
-  while chunks[-1][1] < num_frames:
-    start = chunks[-1][1] - past - future
-    end = min(start + length, num_frames)
-    chunks.append((end - length, end))
-  return chunks
-
-
-def reference_scored_frames(chunks: Sequence[tuple[int, int]], past: int, future: int) -> list[np.ndarray]:
-  """For each chunk, the sequence frame indices it scores: its outputs not already scored by an earlier chunk."""
-  seen: set[int] = set()
-  scored = []
-  for start, end in chunks:
-    outputs = [i for i in range(start + past, end - future) if i not in seen]
-    seen.update(outputs)
-    scored.append(np.asarray(outputs, np.int64))
-  return scored
-
-
-@dataclasses.dataclass
-class SequenceResult:
-  """Per-frame scores of one sequence. `frames`: scored frame indices (sorted); every metric has that length.
-
-  `outputs` (uint8 (n, H, W, 3), the deblurred scored frames) is kept only when asked for, and
-  `blur_frames` / `sharp_frames` (the matching inputs and targets) only for image strips.
-  """
-  name: str
-  frames: np.ndarray
-  psnr: np.ndarray
-  ssim: np.ndarray
-  blur_psnr: np.ndarray
-  blur_ssim: np.ndarray
-  loss: np.ndarray
-  outputs: np.ndarray | None = None
-  blur_frames: np.ndarray | None = None
-  sharp_frames: np.ndarray | None = None
-
-  def summary(self) -> dict[str, Any]:
-    row: dict[str, Any] = {'sequence': self.name, 'frames': int(len(self.frames))}
-    row.update({k: float(np.mean(getattr(self, k))) for k in _FRAME_METRICS})
-    return row
-
-  def to_json(self) -> dict[str, Any]:
-    out = self.summary()
-    out['frame_index'] = [int(i) for i in self.frames]
-    out.update({f'frame_{k}': [float(v) for v in getattr(self, k)] for k in _FRAME_METRICS})
-    return out
-
-  @classmethod
-  def from_json(cls, obj: dict[str, Any]) -> 'SequenceResult':
-    return cls(name=obj['sequence'], frames=np.asarray(obj['frame_index'], np.int64),
-               **{k: np.asarray(obj[f'frame_{k}'], np.float64) for k in _FRAME_METRICS})
-
-
-def summarize(results: Sequence[SequenceResult]) -> dict[str, Any]:
-  """Means over every scored frame of every sequence (the reference's averaging), plus counts."""
-  if not results:
-    raise ValueError('No sequence was evaluated.')
-  summary: dict[str, Any] = {'sequences': len(results), 'frames': int(sum(len(r.frames) for r in results))}
-  for key in _FRAME_METRICS:
-    summary[key] = float(np.mean(np.concatenate([getattr(r, key) for r in results])))
-  return summary
-
-
-def score_frames(out: jax.Array, blur: jax.Array, sharp: jax.Array, loss_fn: losses.LossFn,
-                 rounding: str) -> dict[str, jax.Array]:
-  """Per-frame scores of outputs/blurry/sharp frames (..., H, W, 3) in [-0.5, 0.5] -> each (...)."""
-  sharp_u8 = metrics.quantize(sharp)  # exact: inputs came from uint8 via images.from_uint8
-  blur_u8 = metrics.quantize(blur)
-  out_u8 = metrics.quantize(out, rounding)
-  frame_loss = jax.vmap(loss_fn)(out.reshape(-1, *out.shape[-3:]), sharp.reshape(-1, *sharp.shape[-3:]))
-  return {
-      'outputs': out_u8,
-      'psnr': metrics.psnr(out_u8, sharp_u8), 'ssim': metrics.ssim(out_u8, sharp_u8),
-      'blur_psnr': metrics.psnr(blur_u8, sharp_u8), 'blur_ssim': metrics.ssim(blur_u8, sharp_u8),
-      'loss': frame_loss.reshape(out.shape[:-3]),
-  }
-
-
-def _to_local(params: Any, sharding_: jax.sharding.Sharding) -> Any:
-  """Places (replicated) parameters from anywhere (host, another mesh, other processes' devices) on `sharding_`."""
-  def move(x):
-    if isinstance(x, jax.Array) and not x.is_fully_addressable:
-      x = x.addressable_data(0)
-    return jax.device_put(x, sharding_)
-  return jax.tree.map(move, params)
-
-
-class SequenceEvaluator:
-  """Runs one protocol on whole sequences with this process's devices (see module docstring).
-
-  Call with `(name, blur_u8, sharp_u8)`, uint8 (T, H, W, 3) RGB, to get a `SequenceResult`. Compiles once per
-  chunk/segment shape; `set_params` swaps in new parameters (e.g. during training) without recompiling.
-  `model` is an ESTRNN, or any flax module with its interface (`__call__`, `encode`, `decode`, `initial_state`,
-  `past_frames`, `future_frames`). The reference protocol splits its chunks over this process's devices.
-  """
-
-  def __init__(self, model: model_lib.ESTRNN, params: Any = None, *, protocol: str = 'reference',
-               chunk_frames: int = 20, rounding: str = 'round', loss: str = 'charbonnier_color',
-               chunks_per_device: int = 1):
-    if protocol not in PROTOCOLS:
-      raise ValueError(f'protocol must be one of {PROTOCOLS}, got {protocol!r}.')
-    if rounding not in ('round', 'truncate'):
-      raise ValueError(f"rounding must be 'round' or 'truncate', got {rounding!r}.")
-    self.model = model
-    self.protocol = protocol
-    self.chunk_frames = chunk_frames
-    self.past, self.future = model.past_frames, model.future_frames
-    if chunk_frames <= self.past + self.future:
-      raise ValueError(f'chunk_frames={chunk_frames} must exceed past + future = {self.past + self.future}.')
-    loss_fn = losses.get_loss_fn(loss)
-    options = jit_utils.cpu_compiler_options()
-    if protocol == 'reference':
-      self._mesh = sharding.local_mesh()
-      self._group = chunks_per_device * self._mesh.devices.size
-      self._param_sharding = sharding.replicated(self._mesh)
-      data = sharding.data_sharding(self._mesh)
-      p, f = self.past, self.future
-
-      def forward(params, blur, sharp):
-        out = model.apply({'params': params}, blur)
-        return score_frames(out, blur[:, p:blur.shape[1] - f], sharp, loss_fn, rounding)
-
-      self._forward = jax.jit(forward, in_shardings=(sharding.replicated(self._mesh), data, data),
-                              out_shardings=data, compiler_options=options)
-    else:
-      self._param_sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-
-      def encode(params, frames, state):
-        frames, _ = model_lib.pad_to_multiple(frames, 4)
-        return model.apply({'params': params}, frames, state, method='encode')
-
-      def decode(params, hs, blur, sharp):
-        height, width = sharp.shape[-3], sharp.shape[-2]
-        centre_frames, _ = model_lib.pad_to_multiple(blur, 4)
-        out = model.apply({'params': params}, hs, centre_frames, method='decode')[..., :height, :width, :]
-        return score_frames(out, blur, sharp, loss_fn, rounding)
-
-      self._encode = jax.jit(encode, compiler_options=options)
-      self._decode = jax.jit(decode, compiler_options=options)
-    self._params = None
-    if params is not None:
-      self.set_params(params)
-
-  def set_params(self, params: Any) -> None:
-    """Uses `params` (host arrays, or replicated arrays on any mesh) from now on."""
-    self._params = _to_local(params, self._param_sharding)
-
-  def __call__(self, name: str, blur_u8: np.ndarray, sharp_u8: np.ndarray, *, keep_outputs: bool = False
-               ) -> SequenceResult:
-    if blur_u8.shape != sharp_u8.shape or blur_u8.ndim != 4 or blur_u8.shape[-1] != 3:
-      raise ValueError(f'Sequence {name!r}: blur {blur_u8.shape} and sharp {sharp_u8.shape} must both be '
-                       '(T, H, W, 3).')
-    if self._params is None:
-      raise ValueError('SequenceEvaluator has no parameters; call set_params first.')
-    if len(blur_u8) < self.past + self.future + 1:
-      raise ValueError(f'Sequence {name!r} has {len(blur_u8)} frames, fewer than one GSA window '
-                       f'({self.past + self.future + 1}).')
-    if self.protocol == 'reference':
-      parts = self._run_reference(blur_u8, sharp_u8)
-    else:
-      parts = self._run_full(blur_u8, sharp_u8)
-    frames = np.concatenate([idx for idx, _ in parts])
-    order = np.argsort(frames, kind='stable')
-    joined = {k: np.concatenate([np.asarray(s[k]) for _, s in parts])[order] for k in parts[0][1]}
-    return SequenceResult(name=name, frames=frames[order],
-                          outputs=joined['outputs'] if keep_outputs else None,
-                          **{k: joined[k].astype(np.float64) for k in _FRAME_METRICS})
-
-  def _run_reference(self, blur_u8, sharp_u8) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
-    p, f = self.past, self.future
-    chunks = reference_chunks(len(blur_u8), self.chunk_frames, p, f)
-    scored = reference_scored_frames(chunks, p, f)
-    data = sharding.data_sharding(self._mesh)
-    parts = []
-    for group_start in range(0, len(chunks), self._group):
-      group = list(range(group_start, min(group_start + self._group, len(chunks))))
-      padded = group + [group[-1]] * (self._group - len(group))  # fill every device; extra rows are dropped
-      blur = np.stack([images.from_uint8(blur_u8[chunks[c][0]:chunks[c][1]]) for c in padded])
-      sharp = np.stack([images.from_uint8(sharp_u8[chunks[c][0] + p:chunks[c][1] - f]) for c in padded])
-      result = jax.device_get(self._forward(self._params, jax.device_put(blur, data), jax.device_put(sharp, data)))
-      for row, c in enumerate(group):
-        start = chunks[c][0]
-        keep = scored[c] - start - p  # positions of the scored frames among this chunk's outputs
-        if len(keep):
-          parts.append((scored[c], {k: v[row][keep] for k, v in result.items()}))
-    return parts
-
-  def _run_full(self, blur_u8, sharp_u8) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
-    p, f = self.past, self.future
-    num_frames = len(blur_u8)
-    blur = images.from_uint8(blur_u8)
-    sharp = images.from_uint8(sharp_u8)
-    padded = np.concatenate([np.repeat(blur[:1], p, axis=0), blur, np.repeat(blur[-1:], f, axis=0)])
-    state, tail, next_frame, parts = None, None, 0, []
-    for seg_start in range(0, len(padded), self.chunk_frames):
-      segment = padded[None, seg_start:seg_start + self.chunk_frames]
-      if state is None:
-        height, width = segment.shape[2] + (-segment.shape[2] % 4), segment.shape[3] + (-segment.shape[3] % 4)
-        state = self.model.initial_state(1, height, width)
-      hs, state = self._encode(self._params, segment, state)
-      hs_all = hs if tail is None else jnp.concatenate([tail, hs], axis=1)
-      n_out = hs_all.shape[1] - p - f
-      if n_out > 0:
-        frames = np.arange(next_frame, next_frame + n_out)
-        result = self._decode(self._params, hs_all, blur[None, frames], sharp[None, frames])
-        parts.append((frames, {k: np.asarray(v)[0] for k, v in jax.device_get(result).items()}))
-        next_frame += n_out
-      tail = hs_all[:, hs_all.shape[1] - (p + f):] if p + f else None
-    assert next_frame == num_frames, (next_frame, num_frames)
-    return parts
-
-
-def evaluate_sequences(evaluator: SequenceEvaluator, sequences: Iterable[tuple[str, np.ndarray, np.ndarray]], *,
-                       frames_dir: epath.PathLike | None = None, keep_outputs_of_first: bool = False,
-                       total: int | None = None) -> list[SequenceResult]:
-  """Scores every sequence (this process's share), logging one line per sequence.
-
-  Args:
-    evaluator: the protocol and model.
-    sequences: (name, blur uint8 (T,H,W,3), sharp uint8) per sequence, e.g. `input_pipeline.iterate_sequences`.
-    frames_dir: also write each sequence's deblurred scored frames to `<frames_dir>/<name>/%08d.png`.
-    keep_outputs_of_first: keep the first sequence's deblurred, blurry and sharp frames (for `image_strips`).
-    total: number of sequences, for the progress lines.
-  """
-  results = []
-  for i, (name, blur_u8, sharp_u8) in enumerate(sequences):
-    start = time.time()
-    keep = frames_dir is not None or (keep_outputs_of_first and i == 0)
-    result = evaluator(name, blur_u8, sharp_u8, keep_outputs=keep)
-    if frames_dir is not None:
-      write_frames(epath.Path(frames_dir) / name, result.frames, result.outputs)
-    if keep_outputs_of_first and i == 0:
-      result.blur_frames, result.sharp_frames = blur_u8[result.frames], sharp_u8[result.frames]
-    else:
-      result.outputs = None
-    results.append(result)
-    row = result.summary()
-    logging.info('[%d/%s] %s: %d frames, PSNR %.3f dB (blurry %.3f), SSIM %.4f (blurry %.4f), %.1f s',
-                 i + 1, total or '?', name, row['frames'], row['psnr'], row['blur_psnr'], row['ssim'],
-                 row['blur_ssim'], time.time() - start)
-  return results
-
-
-def write_frames(directory: epath.Path, frame_indices: np.ndarray, frames_u8: np.ndarray) -> None:
-  """Writes uint8 RGB frames as `<directory>/<index %08d>.png`, each through a temporary name."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  directory.mkdir(parents=True, exist_ok=True)
-  for index, frame in zip(frame_indices, frames_u8):
-    buffer = io.BytesIO()
-    Image.fromarray(frame).save(buffer, format='PNG')
-    path = directory / f'{int(index):08d}.png'
-    tmp = directory / f'.{path.name}.tmp-{uuid.uuid4().hex[:8]}'
-    tmp.write_bytes(buffer.getvalue())
-    tmp.replace(path)
-
-
-def gather_results(results: list[SequenceResult]) -> list[SequenceResult]:
-  """All processes' results on every process, ordered by process then sequence (no-op on one process)."""
-  if jax.process_count() == 1:
-    return results
-  payload = np.frombuffer(json.dumps([r.to_json() for r in results]).encode('utf-8'), np.uint8)
-  sizes = multihost_utils.process_allgather(np.array([payload.size], np.int64))
-  padded = np.zeros((int(np.max(sizes)),), np.uint8)
-  padded[:payload.size] = payload
-  everything = multihost_utils.process_allgather(padded)
-  gathered = []
-  for size, row in zip(np.asarray(sizes).reshape(-1), np.asarray(everything)):
-    gathered.extend(SequenceResult.from_json(obj) for obj in json.loads(bytes(row[:size]).decode('utf-8')))
-  return gathered
-
-
-def image_strips(result: SequenceResult, count: int) -> np.ndarray:
-  """blurry | ours | sharp side by side for the first `count` scored frames: uint8 (count, H, 3W, 3)."""
-  if result.outputs is None or result.blur_frames is None or result.sharp_frames is None:
-    raise ValueError('image_strips needs a result evaluated with keep_outputs_of_first=True.')
-  count = min(count, len(result.frames))
-  return np.concatenate([result.blur_frames[:count], result.outputs[:count], result.sharp_frames[:count]], axis=2)
-
-
-def write_tables(output_dir: epath.PathLike, results: Sequence[SequenceResult], info: dict[str, Any]) -> None:
-  """Writes `results.json` (summary, per-sequence, per-frame) and `sequences.csv`, each atomically."""
-  output_dir = epath.Path(output_dir)
-  output_dir.mkdir(parents=True, exist_ok=True)
-  summary = summarize(results)
-  checkpoints.write_json(output_dir / 'results.json',
-                         {'summary': summary, 'info': info, 'sequences': [r.to_json() for r in results]})
-  buffer = io.StringIO()
-  writer = csv.DictWriter(buffer, fieldnames=['sequence', 'frames', *_FRAME_METRICS])
-  writer.writeheader()
-  for r in results:
-    writer.writerow(r.summary())
-  writer.writerow({'sequence': 'ALL (mean over frames)', 'frames': summary['frames'],
-                   **{k: summary[k] for k in _FRAME_METRICS}})
-  path = output_dir / 'sequences.csv'
-  tmp = output_dir / f'.sequences.csv.tmp-{uuid.uuid4().hex[:8]}'
-  tmp.write_text(buffer.getvalue())
-  tmp.replace(path)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Command line.
+from estrnn_jax import evaluation
+from estrnn_jax import input_pipeline
+from estrnn_jax import runtime
 
 
 def _define_flags() -> dict[str, flags.FlagHolder]:
-  """The CLI's flags; defined only when this module runs as a program (train.py imports it as a library)."""
+  """The CLI's flags; defined only when this module runs as a program, so importing it never touches FLAGS."""
   return {
       'config': config_flags.DEFINE_config_file(
           'config', None, 'Config naming the dataset (and the defaults below).', lock_config=True),
@@ -383,7 +39,8 @@ def _define_flags() -> dict[str, flags.FlagHolder]:
       'which': flags.DEFINE_enum('which', 'latest', ['latest', 'best'], 'For a workdir: latest or best-PSNR step.'),
       'step': flags.DEFINE_integer('step', None, 'For a workdir: this step (overrides --which).'),
       'split': flags.DEFINE_string('split', None, 'Split to score (default: config.eval.test_split).'),
-      'protocol': flags.DEFINE_enum('protocol', None, list(PROTOCOLS), 'Default: config.eval.protocol.'),
+      'protocol': flags.DEFINE_enum('protocol', None, list(evaluation.PROTOCOLS),
+                                    'Default: config.eval.protocol.'),
       'rounding': flags.DEFINE_enum('rounding', None, ['round', 'truncate'], 'Default: config.eval.rounding.'),
       'chunk_frames': flags.DEFINE_integer('chunk_frames', None, 'Default: config.eval.chunk_frames.'),
       'max_sequences': flags.DEFINE_integer('max_sequences', 0, 'Score only the first N sequences (0: all).'),
@@ -398,7 +55,6 @@ def run(config, checkpoint: str, *, which: str = 'latest', step: int | None = No
         protocol: str | None = None, rounding: str | None = None, chunk_frames: int | None = None,
         max_sequences: int = 0, output_dir: str | None = None, save_frames: bool = False) -> dict[str, Any]:
   """Evaluates `checkpoint` on a split of `config.dataset`; writes the tables; returns the summary."""
-  from estrnn_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   split = split or config.eval.test_split
   protocol = protocol or config.eval.protocol
   rounding = rounding or config.eval.rounding
@@ -411,8 +67,8 @@ def run(config, checkpoint: str, *, which: str = 'latest', step: int | None = No
     base = base if base.is_dir() else base.parent
     output_dir = base / f'eval_{config.dataset.name.replace("/", "_")}_{split}_{protocol}'
   output_dir = epath.Path(output_dir)
-  evaluator = SequenceEvaluator(model, variables['params'], protocol=protocol, chunk_frames=chunk_frames,
-                                rounding=rounding, loss=config.loss)
+  evaluator = evaluation.SequenceEvaluator(model, variables['params'], protocol=protocol,
+                                           chunk_frames=chunk_frames, rounding=rounding, loss=config.loss)
   table = input_pipeline.list_sequences(dataset=config.dataset.name, data_dir=config.dataset.data_dir, split=split)
   count = min(len(table), max_sequences) if max_sequences else len(table)
   logging.info('Evaluating %s (%s protocol, %s rounding) on %d sequences of %s/%s.', checkpoint, protocol,
@@ -420,14 +76,15 @@ def run(config, checkpoint: str, *, which: str = 'latest', step: int | None = No
   sequences = input_pipeline.iterate_sequences(
       dataset=config.dataset.name, data_dir=config.dataset.data_dir, split=split,
       shard_index=jax.process_index(), shard_count=jax.process_count(), max_sequences=max_sequences or None)
-  results = evaluate_sequences(evaluator, sequences, frames_dir=output_dir / 'frames' if save_frames else None,
-                               total=-(-count // jax.process_count()))
-  results = gather_results(results)
-  summary = summarize(results)
+  results = evaluation.evaluate_sequences(
+      evaluator, sequences, frames_dir=output_dir / 'frames' if save_frames else None,
+      total=-(-count // jax.process_count()))
+  results = evaluation.gather_results(results)
+  summary = evaluation.summarize(results)
   if jax.process_index() == 0:
     info = {'checkpoint': str(checkpoint), 'dataset': config.dataset.name, 'split': split, 'protocol': protocol,
-            'rounding': rounding, 'chunk_frames': chunk_frames, 'model': checkpoints.model_config(model)}
-    write_tables(output_dir, results, info)
+            'rounding': rounding, 'chunk_frames': chunk_frames, 'model': model.to_config()}
+    evaluation.write_tables(output_dir, results, info)
   logging.info('Overall (%d frames of %d sequences): PSNR %.3f dB (blurry %.3f), SSIM %.4f (blurry %.4f). '
                'Tables in %s', summary['frames'], summary['sequences'], summary['psnr'], summary['blur_psnr'],
                summary['ssim'], summary['blur_ssim'], output_dir)
@@ -440,8 +97,8 @@ def main(argv: list[str], flag_values: dict[str, flags.FlagHolder]) -> None:
   values = {name: holder.value for name, holder in flag_values.items()}
   if values['config'] is None or not values['checkpoint']:
     raise app.UsageError('--config and --checkpoint are required.')
-  sharding.initialize_distributed(values['distributed'])
-  sharding.hide_accelerators_from_tensorflow()
+  runtime.initialize_distributed(values['distributed'])
+  runtime.hide_accelerators_from_tensorflow()
   summary = run(values['config'], values['checkpoint'], which=values['which'], step=values['step'],
                 split=values['split'], protocol=values['protocol'], rounding=values['rounding'],
                 chunk_frames=values['chunk_frames'], max_sequences=values['max_sequences'],

@@ -1,7 +1,7 @@
 """Grain input pipelines over the TFDS frame datasets (BSD, GOPRO, REDS, synthetic_blur).
 
 The datasets store one ArrayRecord record per frame, in (sequence, frame) order, with a per-split sequence
-table in their metadata (`datasets.common.sequence_table`), so both pipelines find their frames without
+table in their metadata (`records.sequence_table`), so both pipelines find their frames without
 reading any image and decode exactly the frames they use.
 
 Training (`create_train_iterator`): every window of `frames` consecutive frames inside one sequence is an
@@ -42,37 +42,30 @@ import tensorflow_datasets as tfds
 
 from estrnn_jax import frame_storage
 from estrnn_jax import images
-
-# A sequence table row: (name, index of its first record in the split, number of frames).
-SequenceRow = tuple[str, int, int]
+from estrnn_jax import records
 
 # Per-thread decoding batch for evaluation: frames decoded together by one thread.
 _EVAL_CHUNK_FRAMES = 8
 
 
-def register_builders() -> None:
-  """Imports the project's TFDS builders so that `tfds.builder('bsd/2ms16ms')` etc. find them."""
-  # pylint: disable=g-import-not-at-top,unused-import
-  import datasets.bsd
-  import datasets.dvd
-  import datasets.gopro
-  import datasets.paired_folders
-  import datasets.reds
-  import datasets.synthetic_blur
-  # pylint: enable=g-import-not-at-top,unused-import
-
-
 def load_builder(dataset: str, data_dir: str | os.PathLike[str] | None) -> tfds.core.DatasetBuilder:
   """The prepared TFDS builder for `dataset` (e.g. 'bsd/2ms16ms') under `data_dir` (None: TFDS's default).
 
-  Raises FileNotFoundError, naming the folder searched, when the dataset has not been built there.
+  Reads only the prepared files (their `dataset_info.json` and metadata), so it needs neither the builder code
+  (`datasets/`) nor its registration. Raises FileNotFoundError, naming the folder searched, when the dataset
+  has not been built there.
   """
-  register_builders()
-  builder = tfds.builder(dataset, data_dir=None if data_dir is None else os.fspath(data_dir))
-  if not builder.is_prepared():
+  data_dir = None if data_dir is None else os.fspath(data_dir)
+  try:
+    builder = tfds.builder(dataset, data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError:
+    builder = None
+  if builder is None or not builder.is_prepared():
+    where = builder.data_dir if builder is not None else os.path.join(data_dir or tfds.core.constants.DATA_DIR,
+                                                                       dataset)
     raise FileNotFoundError(
-        f'Dataset {dataset!r} is not prepared in {builder.data_dir} (no dataset_info.json there). Build it '
-        f'first with `python -m datasets.build --dataset {dataset} --data_dir <dir>` (see datasets/).')
+        f'Dataset {dataset!r} is not prepared in {where} (no dataset_info.json there). Build it first with '
+        f'`python -m datasets.build --dataset {dataset} --data_dir <dir>` (see datasets/).')
   return builder
 
 
@@ -95,13 +88,13 @@ def dataset_frame_format(builder: tfds.core.DatasetBuilder, dataset: str) -> str
   return stored
 
 
-def list_sequences(*, dataset: str, data_dir: str | os.PathLike[str] | None, split: str) -> list[SequenceRow]:
+def list_sequences(*, dataset: str, data_dir: str | os.PathLike[str] | None, split: str
+                   ) -> list[records.SequenceRow]:
   """The split's sequences in record order: [(name, first_record_index, length), ...]; reads no image."""
-  import datasets.common  # pylint: disable=g-import-not-at-top
-  return datasets.common.sequence_table(load_builder(dataset, data_dir), split)
+  return records.sequence_table(load_builder(dataset, data_dir), split)
 
 
-def window_starts(table: Sequence[SequenceRow], frames: int, *, where: str = 'the dataset') -> np.ndarray:
+def window_starts(table: Sequence[records.SequenceRow], frames: int, *, where: str = 'the dataset') -> np.ndarray:
   """Record index of the first frame of every `frames`-frame window inside one sequence: (num_windows,) int64.
 
   Raises ValueError naming the sequences shorter than `frames`, or when there is no window at all.
@@ -124,12 +117,12 @@ def _record_name(value: Any) -> str:
   return value.decode('utf-8') if isinstance(value, bytes) else str(value)
 
 
-def _decode_records(records: Sequence[dict[str, Any]], name: str, first_frame: int, where: str, stored: str
+def _decode_records(frame_records: Sequence[dict[str, Any]], name: str, first_frame: int, where: str, stored: str
                     ) -> tuple[np.ndarray, np.ndarray]:
-  """Checks that `records` are frames first_frame, first_frame + 1, ... of sequence `name` and decodes
-  them -> (blur, sharp) uint8 (len(records), H, W, 3)."""
+  """Checks that `frame_records` are frames first_frame, first_frame + 1, ... of sequence `name` and decodes
+  them -> (blur, sharp) uint8 (len(frame_records), H, W, 3)."""
   blur, sharp = [], []
-  for offset, record in enumerate(records):
+  for offset, record in enumerate(frame_records):
     found = (_record_name(record['sequence']), int(record['frame_index']))
     if found != (name, first_frame + offset):
       raise ValueError(
@@ -151,7 +144,7 @@ class WindowSource(grain.sources.RandomAccessDataSource):
   Reads and decodes exactly the window's T records.
   """
 
-  def __init__(self, frame_source, table: Sequence[SequenceRow], frames: int, where: str, stored: str):
+  def __init__(self, frame_source, table: Sequence[records.SequenceRow], frames: int, where: str, stored: str):
     self._source = frame_source
     self._stored = stored
     self._frames = frames
@@ -168,8 +161,8 @@ class WindowSource(grain.sources.RandomAccessDataSource):
   def __getitem__(self, index: int) -> dict[str, Any]:
     start = int(self._starts[index])
     name, first, _ = self._table[self._sequence_of_window[index]]
-    records = self._source.__getitems__(list(range(start, start + self._frames)))
-    blur, sharp = _decode_records(records, name, start - first, self._where, self._stored)
+    frame_records = self._source.__getitems__(list(range(start, start + self._frames)))
+    blur, sharp = _decode_records(frame_records, name, start - first, self._where, self._stored)
     return {'blur': blur, 'sharp': sharp, 'sequence': name}
 
   def __repr__(self) -> str:
@@ -322,11 +315,10 @@ def create_train_iterator(*, dataset: str, data_dir: str | os.PathLike[str] | No
   if num_workers < 0:
     raise ValueError(f'num_workers must be >= 0, got {num_workers}')
 
-  import datasets.common  # pylint: disable=g-import-not-at-top
   builder = load_builder(dataset, data_dir)
   where = f'{dataset} split {split!r} in {builder.data_dir}'
   frame_source = _data_source(builder, split)
-  table = datasets.common.sequence_table(builder, split)
+  table = records.sequence_table(builder, split)
   stored = dataset_frame_format(builder, dataset)
   windows = WindowSource(frame_source, table, frames, where, stored)
   if crop_size is not None:  # fail fast on the first frame rather than inside a worker
@@ -362,28 +354,27 @@ def iterate_sequences(*, dataset: str, data_dir: str | os.PathLike[str] | None, 
     raise ValueError(f'shard_index={shard_index} must be in [0, shard_count={shard_count}).')
   if max_sequences is not None and max_sequences < 1:
     raise ValueError(f'max_sequences must be positive or None, got {max_sequences}')
-  import datasets.common  # pylint: disable=g-import-not-at-top
   builder = load_builder(dataset, data_dir)
   where = f'{dataset} split {split!r} in {builder.data_dir}'
   frame_source = _data_source(builder, split)
-  table = datasets.common.sequence_table(builder, split)
+  table = records.sequence_table(builder, split)
   selected = table[:max_sequences][shard_index::shard_count]
   return _sequences(frame_source, selected, where, dataset_frame_format(builder, dataset))
 
 
 def _read_frames(frame_source, name: str, first: int, start: int, stop: int, where: str, stored: str
                  ) -> tuple[np.ndarray, np.ndarray]:
-  records = frame_source.__getitems__(list(range(first + start, first + stop)))
-  return _decode_records(records, name, start, where, stored)
+  frame_records = frame_source.__getitems__(list(range(first + start, first + stop)))
+  return _decode_records(frame_records, name, start, where, stored)
 
 
-def _sequences(frame_source, table: Sequence[SequenceRow], where: str, stored: str
+def _sequences(frame_source, table: Sequence[records.SequenceRow], where: str, stored: str
                ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
   """Decodes sequences in chunks on a thread pool, one sequence ahead of the consumer."""
   threads = max(1, min(8, os.cpu_count() or 1))
   with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
 
-    def submit(row: SequenceRow):
+    def submit(row: records.SequenceRow):
       name, first, length = row
       return row, [pool.submit(_read_frames, frame_source, name, first, start,
                                min(start + _EVAL_CHUNK_FRAMES, length), where, stored)

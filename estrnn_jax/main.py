@@ -3,8 +3,9 @@ r"""Trains ESTRNN: `python -m estrnn_jax.main --config=configs/default.py --work
 Config fields can be overridden on the command line (`--config.num_train_steps=100 --config.batch_size=16`).
 Run the same command on every host of a multi-host setup (TPU pod slice, SLURM, ...); `jax.distributed` is
 initialised automatically when such an environment is detected (`--distributed` forces it on or off). A run
-whose workdir already holds checkpoints resumes from the latest one. Orbax's INFO lines (dozens per checkpoint)
-are hidden unless `--verbosity=1`; its warnings and errors always show.
+whose workdir already holds checkpoints resumes from the latest one. A `synthetic_blur/...` dataset that is not
+built yet is built first (in `config.dataset.data_dir`); real datasets are built with `python -m datasets.build`.
+Orbax's INFO lines (dozens per checkpoint) are hidden unless `--verbosity=1`; its warnings and errors always show.
 """
 
 import logging as std_logging
@@ -12,9 +13,14 @@ import logging as std_logging
 from absl import app
 from absl import flags
 from absl import logging
+import jax
+from jax.experimental import multihost_utils
+import ml_collections
 from ml_collections import config_flags
 
-from estrnn_jax import sharding
+from datasets import build as datasets_build
+from estrnn_jax import runtime
+from estrnn_jax import train
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, TensorBoard logs and config.json.')
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Training config file.', lock_config=True)
@@ -38,14 +44,37 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if logging.get_verbosity() < 1:
     logging.get_absl_logger().addFilter(_HideOrbaxInfo())
-  sharding.initialize_distributed(_DISTRIBUTED.value)
-  sharding.hide_accelerators_from_tensorflow()
-
-  import jax  # pylint: disable=g-import-not-at-top
-  from estrnn_jax import train  # pylint: disable=g-import-not-at-top
+  runtime.initialize_distributed(_DISTRIBUTED.value)
+  runtime.hide_accelerators_from_tensorflow()
+  config = _CONFIG.value
+  if config.compilation_cache_dir:
+    runtime.use_compilation_cache(config.compilation_cache_dir)
   logging.info('JAX process %d / %d, %d local / %d global devices (%s).', jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count(), jax.default_backend())
-  train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  _ensure_dataset(config)
+  train.train_and_evaluate(config, _WORKDIR.value)
+
+
+def _ensure_dataset(config: ml_collections.ConfigDict) -> None:
+  """Builds a missing `synthetic_blur/...` dataset (process 0 first, then any host that cannot see it)."""
+  name, data_dir = config.dataset.name, config.dataset.data_dir
+  if not name.startswith('synthetic_blur'):
+    return
+
+  def build_if_missing():
+    builder = datasets_build.make_builder(name, data_dir)
+    if not builder.is_prepared():
+      logging.info('Dataset %s is not built in %s yet; building it now (once; reused afterwards).', name,
+                   builder.data_dir)
+      datasets_build.build(name, data_dir)
+      logging.info('Built %s.', name)
+
+  if jax.process_index() == 0:
+    build_if_missing()
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices('estrnn_dataset_built_by_process_0')
+    build_if_missing()  # data_dir may be local to each host
+    multihost_utils.sync_global_devices('estrnn_dataset_ready')
 
 
 if __name__ == '__main__':

@@ -21,7 +21,8 @@ is computed (all checked against the official model's golden outputs):
   * the stride-2 transposed convs are sub-pixel convs (a 2x2 conv to 4x channels, then depth-to-space).
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+import dataclasses
 import functools
 import math
 from typing import Any
@@ -373,6 +374,30 @@ class ESTRNN(nn.Module):
   def num_frames(self) -> int:
     return self.past_frames + self.future_frames + 1
 
+  def to_config(self) -> dict[str, Any]:
+    """The fields as JSON-able values, dtype by name: {'n_features': 16, ..., 'dtype': 'float32', ...}."""
+    fields = {name: getattr(self, name) for name in _config_fields()}
+    fields['dtype'] = jnp.dtype(fields['dtype']).name
+    return fields
+
+  @classmethod
+  def from_config(cls, fields: Mapping[str, Any], *, source: str = 'model config') -> 'ESTRNN':
+    """The model `to_config` described (missing fields take the defaults). `source` names it in errors.
+
+    Raises ValueError for an unknown field or a dtype name that is not a dtype.
+    """
+    known = _config_fields()
+    unknown = sorted(set(fields) - set(known))
+    if unknown:
+      raise ValueError(f'{source}: unknown ESTRNN field(s) {unknown}; known: {list(known)}.')
+    kwargs = dict(fields)
+    if 'dtype' in kwargs:
+      try:
+        kwargs['dtype'] = jnp.dtype(kwargs['dtype'])
+      except TypeError:
+        raise ValueError(f'{source}: dtype {fields["dtype"]!r} is not a dtype name.') from None
+    return cls(**kwargs)
+
   def setup(self):
     self.cell = RDBCell(self.n_features, self.n_blocks)
     self.fusion = GSA(self.n_features, self.past_frames, self.future_frames, folded=self.fold_gsa)
@@ -444,21 +469,42 @@ class ESTRNN(nn.Module):
     return out + centre_frames.astype(jnp.float32)
 
 
-def init_variables(model: ESTRNN, seed: int | jax.Array = 0) -> dict[str, Any]:
-  """Initialises `model`'s parameters: `{'params': ...}`, float32, PyTorch's default distributions.
+def _config_fields() -> tuple[str, ...]:
+  """ESTRNN's own dataclass fields (flax's `parent` and `name` excluded)."""
+  return tuple(f.name for f in dataclasses.fields(ESTRNN) if f.name not in ('parent', 'name'))
 
-  Parameters do not depend on the frame size, so this runs `model.init` jitted on a tiny dummy clip. An integer
-  `seed` draws from the RBG generator (XLA's RngBitGenerator): on CPU, threefry keys make `init` compile 2-4x
-  slower (about 30 s for B15C80 on 2 cores), since every parameter gets its own unrolled hash. Values are
-  deterministic for a seed on a given backend. Pass a key instead to choose the generator yourself.
+
+def init_key(seed: int) -> jax.Array:
+  """The key every parameter initialisation in the project uses: `seed` on JAX's 'rbg' generator.
+
+  RBG (XLA's RngBitGenerator) rather than the default threefry: ESTRNN has ~200 parameter tensors, and threefry
+  unrolls a hash per tensor, which makes `model.init` compile 3-4x slower on CPU (~30 s vs ~8 s for B15C80 on 2
+  cores). Values are deterministic for a seed on a given backend (they may differ between backends) and do not
+  depend on the number of devices the parameters are placed on.
   """
-  key = jax.random.key(seed, impl='rbg') if isinstance(seed, int) else seed
+  return jax.random.key(seed, impl='rbg')
+
+
+def abstract_params(model: ESTRNN) -> dict[str, Any]:
+  """`model`'s parameters as shapes only (a pytree of float32 `jax.ShapeDtypeStruct`); nothing is computed."""
+  return jax.eval_shape(functools.partial(_init, model), jax.random.key(0))
+
+
+def init_params(model: ESTRNN, seed: int | jax.Array = 0) -> dict[str, Any]:
+  """Initialises `model`'s parameters (the `params` collection), float32, PyTorch's default distributions.
+
+  `seed`: an int (drawn with `init_key(seed)`) or a key. Parameters do not depend on the frame size, so this runs
+  `model.init` on a tiny dummy clip. Jitted; also callable inside a jitted function (e.g. with `out_shardings`).
+  """
+  key = init_key(seed) if isinstance(seed, int) else seed
   return _jitted_init(model, key)
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _jitted_init(model: ESTRNN, key: jax.Array) -> dict[str, Any]:
-  return model.init(key, jnp.zeros((1, model.num_frames, 4, 4, 3), jnp.float32))
+def _init(model: ESTRNN, key: jax.Array) -> dict[str, Any]:
+  return model.init(key, jnp.zeros((1, model.num_frames, 4, 4, 3), jnp.float32))['params']
+
+
+_jitted_init = jax.jit(_init, static_argnums=0)
 
 
 def _check_multiple_of_4(height: int, width: int) -> None:

@@ -42,20 +42,13 @@ class Profile:
 
 
 def count_params(model: model_lib.ESTRNN) -> int:
-  """Number of parameters, from shapes only (`jax.eval_shape`, nothing is initialised)."""
-  frames = jax.ShapeDtypeStruct((1, model.num_frames, 4, 4, 3), jnp.float32)
-  shapes = jax.eval_shape(model.init, jax.random.key(0), frames)
-  return sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(shapes))
-
-
-def _abstract_params(model: model_lib.ESTRNN):
-  frames = jax.ShapeDtypeStruct((1, model.num_frames, 4, 4, 3), jnp.float32)
-  return jax.eval_shape(model.init, jax.random.key(0), frames)
+  """Number of parameters, from shapes only (`model.abstract_params`, nothing is initialised)."""
+  return sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(model_lib.abstract_params(model)))
 
 
 def _per_frame_calls(model: model_lib.ESTRNN, height: int, width: int):
   """The two pieces of one frame's work as (function, abstract args): one cell step, one GSA+reconstruction."""
-  variables = _abstract_params(model)
+  variables = {'params': model_lib.abstract_params(model)}
   c = model.n_features
   state = jax.ShapeDtypeStruct((1, height // 4, width // 4, c), jnp.float32)
   frame = jax.ShapeDtypeStruct((1, height, width, 3), jnp.float32)

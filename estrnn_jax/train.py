@@ -31,14 +31,14 @@ from etils import epath
 import flax
 import jax
 import jax.numpy as jnp
-from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
+from estrnn_jax import atomic
 from estrnn_jax import checkpoints
-from estrnn_jax import evaluate
+from estrnn_jax import evaluation
 from estrnn_jax import input_pipeline
 from estrnn_jax import jit_utils
 from estrnn_jax import losses
@@ -56,7 +56,7 @@ class TrainState:
 
 def create_model(config: ml_collections.ConfigDict) -> model_lib.ESTRNN:
   """ESTRNN from `config.model` (dtype by name: 'float32' or 'bfloat16')."""
-  return checkpoints.model_from_config(config.model.to_dict(), source='config.model')
+  return model_lib.ESTRNN.from_config(config.model.to_dict(), source='config.model')
 
 
 def create_learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
@@ -103,31 +103,14 @@ def create_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule
   return optax.chain(*parts)
 
 
-def init_rng(seed: int) -> jax.Array:
-  """The key for parameter initialisation.
-
-  It uses JAX's 'rbg' implementation (XLA's RngBitGenerator): for ESTRNN's ~200 parameter tensors the default
-  threefry makes `model.init` compile 3x slower (~25 s vs ~8 s on a CPU). The state is initialised replicated, so
-  the values do not depend on the number of devices; they may differ between backends.
-  """
-  return jax.random.key(seed, impl='rbg')
-
-
-def use_compilation_cache(directory: str | epath.PathLike) -> None:
-  """Turns on JAX's persistent compilation cache in `directory` (also when JAX has compiled before)."""
-  from jax.experimental.compilation_cache import compilation_cache  # pylint: disable=g-import-not-at-top
-  directory = str(directory)
-  if jax.config.jax_compilation_cache_dir != directory:
-    jax.config.update('jax_compilation_cache_dir', directory)
-    compilation_cache.reset_cache()
-
-
 def create_train_state(model: model_lib.ESTRNN, tx: optax.GradientTransformation, mesh: jax.sharding.Mesh,
                        rng: jax.Array) -> tuple[TrainState, Any]:
-  """Initialises the state directly on the mesh, replicated. Returns (state, its sharding pytree)."""
+  """Initialises the state directly on the mesh, replicated. Returns (state, its sharding pytree).
+
+  `rng`: the parameter key, `model_lib.init_key(seed)`.
+  """
   def init(rng):
-    frames = jnp.zeros((1, model.num_frames, 8, 8, 3), jnp.float32)  # parameters do not depend on the size
-    params = model.init(rng, frames)['params']
+    params = model_lib.init_params(model, rng)
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
   abstract = jax.eval_shape(init, rng)
@@ -188,32 +171,9 @@ def eval_step(params: Any, batch: Mapping[str, jax.Array], *, model: model_lib.E
   The sequence-level protocols in `estrnn_jax.evaluate` run this same scoring on whole sequences.
   """
   outputs = model.apply({'params': params}, batch['blur'])
-  scores = evaluate.score_frames(outputs, model.centre_frames(batch['blur']), batch['sharp'], loss_fn, rounding)
+  scores = evaluation.score_frames(outputs, model.centre_frames(batch['blur']), batch['sharp'], loss_fn, rounding)
   del scores['outputs']
   return scores
-
-
-def _ensure_dataset(config: ml_collections.ConfigDict) -> None:
-  """Builds a missing `synthetic_blur/...` dataset (process 0 first, then any host that cannot see it)."""
-  name, data_dir = config.dataset.name, config.dataset.data_dir
-  if not name.startswith('synthetic_blur'):
-    return
-  from datasets import build as build_lib  # pylint: disable=g-import-not-at-top
-
-  def build_if_missing():
-    builder = build_lib.make_builder(name, data_dir)
-    if not builder.is_prepared():
-      logging.info('Dataset %s is not built in %s yet; building it now (once; reused afterwards).', name,
-                   builder.data_dir)
-      build_lib.build(name, data_dir)
-      logging.info('Built %s.', name)
-
-  if jax.process_index() == 0:
-    build_if_missing()
-  if jax.process_count() > 1:
-    multihost_utils.sync_global_devices('estrnn_dataset_built_by_process_0')
-    build_if_missing()  # data_dir may be local to each host
-    multihost_utils.sync_global_devices('estrnn_dataset_ready')
 
 
 class _PreemptionWatcher:
@@ -263,26 +223,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
   """
   workdir = epath.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  if config.compilation_cache_dir:
-    use_compilation_cache(config.compilation_cache_dir)
   mesh = mesh or sharding.make_mesh()
   local_batch = sharding.check_batch_size(config.batch_size, mesh)
-  _ensure_dataset(config)
 
   model = create_model(config)
   if jax.process_index() == 0:
-    checkpoints.write_json(workdir / checkpoints.CONFIG_FILE, config.to_dict())
-    checkpoints.write_json(workdir / checkpoints.MODEL_CONFIG_FILE, checkpoints.model_config(model))
+    atomic.write_json(workdir / checkpoints.CONFIG_FILE, config.to_dict())
+    atomic.write_json(workdir / checkpoints.MODEL_CONFIG_FILE, model.to_config())
   writer = metric_writers.create_default_writer(str(workdir), just_logging=jax.process_index() > 0)
   writer.write_hparams(_flatten(config.to_dict()))
 
   schedule = create_learning_rate_schedule(config)
   tx = create_optimizer(config, schedule)
   loss_fn = losses.get_loss_fn(config.loss)
-  state, state_sharding = create_train_state(model, tx, mesh, init_rng(config.seed))
+  state, state_sharding = create_train_state(model, tx, mesh, model_lib.init_key(config.seed))
   num_params = sum(x.size for x in jax.tree.leaves(state.params))
   logging.info('ESTRNN %s: %d parameters. Mesh: %d devices over %d processes; batch %d (%d per process).',
-               checkpoints.model_config(model), num_params, mesh.devices.size, jax.process_count(),
+               model.to_config(), num_params, mesh.devices.size, jax.process_count(),
                config.batch_size, local_batch)
 
   train_iter = input_pipeline.create_train_iterator(
@@ -309,7 +266,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
       in_shardings=(state_sharding, sharding.data_sharding(mesh)),
       out_shardings=(state_sharding, sharding.replicated(mesh)),
       donate_argnames=('state',), compiler_options=jit_utils.cpu_compiler_options())
-  evaluator = evaluate.SequenceEvaluator(
+  evaluator = evaluation.SequenceEvaluator(
       model, protocol=config.eval.protocol, chunk_frames=config.eval.chunk_frames, rounding=config.eval.rounding,
       loss=config.loss, chunks_per_device=config.eval.chunks_per_device)
 
@@ -385,7 +342,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
   return state
 
 
-def _run_evaluation(config: ml_collections.ConfigDict, evaluator: evaluate.SequenceEvaluator, params: Any,
+def _run_evaluation(config: ml_collections.ConfigDict, evaluator: evaluation.SequenceEvaluator, params: Any,
                     writer: metric_writers.MetricWriter, step: int) -> dict[str, float]:
   """Scores `config.eval.split` with the current parameters; writes scalars and image strips."""
   evaluator.set_params(params)
@@ -393,11 +350,12 @@ def _run_evaluation(config: ml_collections.ConfigDict, evaluator: evaluate.Seque
   sequences = input_pipeline.iterate_sequences(
       dataset=config.dataset.name, data_dir=config.dataset.data_dir, split=config.eval.split,
       shard_index=jax.process_index(), shard_count=jax.process_count(), max_sequences=max_sequences)
-  local = evaluate.evaluate_sequences(evaluator, sequences, keep_outputs_of_first=config.eval.num_image_strips > 0)
-  if local and config.eval.num_image_strips > 0:
-    writer.write_images(step, {'val/blurry|ours|sharp': evaluate.image_strips(local[0], config.eval.num_image_strips)})
+  num_strips = config.eval.num_image_strips
+  local = evaluation.evaluate_sequences(evaluator, sequences, keep_outputs_of_first=num_strips > 0)
+  if local and num_strips > 0:
+    writer.write_images(step, {'val/blurry|ours|sharp': evaluation.image_strips(local[0], num_strips)})
     local[0].outputs = local[0].blur_frames = local[0].sharp_frames = None
-  summary = evaluate.summarize(evaluate.gather_results(local))
+  summary = evaluation.summarize(evaluation.gather_results(local))
   scalars = {'val_psnr': summary['psnr'], 'val_ssim': summary['ssim'], 'val_loss': summary['loss'],
              'val_blur_psnr': summary['blur_psnr'], 'val_blur_ssim': summary['blur_ssim']}
   writer.write_scalars(step, {f'val/{k[4:]}': v for k, v in scalars.items()})

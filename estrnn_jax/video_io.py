@@ -33,6 +33,7 @@ import av
 import numpy as np
 from PIL import Image
 
+from estrnn_jax import atomic
 from estrnn_jax import images
 
 VIDEO_SUFFIXES = ('.mp4', '.mov', '.mkv', '.avi', '.webm', '.m4v')
@@ -260,11 +261,6 @@ def is_video_path(path: str | os.PathLike) -> bool:
   return pathlib.Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
-def _temporary_sibling(path: pathlib.Path) -> pathlib.Path:
-  # Keeps the suffix, so FFmpeg picks the container from it; hidden, so it never looks like a result.
-  return path.with_name(f'.{path.stem}.tmp-{uuid.uuid4().hex[:8]}{path.suffix}')
-
-
 def _prepare_destination(path: pathlib.Path, overwrite: bool) -> None:
   if path.exists() and not overwrite:
     raise VideoIOError(f'{path}: already exists (pass --overwrite to replace it).')
@@ -348,7 +344,8 @@ class VideoWriter(_Writer):
     _prepare_destination(self.path, overwrite)
     self.height, self.width = height, width
     self.num_written = 0
-    self.temporary = _temporary_sibling(self.path)
+    # Hidden, with the suffix kept so FFmpeg picks the container from it.
+    self.temporary = pathlib.Path(atomic.temporary_path(self.path))
     self._container = None
     try:
       self._container = av.open(str(self.temporary), mode='w')
@@ -421,7 +418,7 @@ class FolderWriter(_Writer):
                            f'(e.g. a.jpg and a.png); rename the input frames.')
     _prepare_destination(self.path, overwrite)
     self.num_written = 0
-    self.temporary = self.path.with_name(f'{self.path.name}.tmp-{uuid.uuid4().hex[:8]}')
+    self.temporary = pathlib.Path(atomic.temporary_path(self.path))
     try:
       self.temporary.mkdir()
     except OSError as e:

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from estrnn_jax import convert
+from estrnn_jax import official_weights
 from estrnn_jax import torch_pickle
 
 ROOT = pathlib.Path(__file__).parents[1]
@@ -27,12 +27,12 @@ def golden(testdata):
 
 
 def test_load_official_checkpoint_reproduces_golden_output(testdata, golden):
-  model, variables = convert.load_torch_checkpoint(testdata / CKPT)
+  model, variables = official_weights.load_torch_checkpoint(testdata / CKPT)
   assert (model.n_features, model.n_blocks, model.past_frames, model.future_frames) == (4, 2, 2, 2)
   # The converted model is RGB: feed the fixture's BGR frames reversed, reverse the output back.
   out_rgb = jax.jit(model.apply)(variables, golden['input_bgr'][..., ::-1])
   np.testing.assert_allclose(np.asarray(out_rgb)[..., ::-1], golden['output_bgr'], atol=1e-5, rtol=0)
-  _, bgr_variables = convert.load_torch_checkpoint(testdata / CKPT, rgb=False)
+  _, bgr_variables = official_weights.load_torch_checkpoint(testdata / CKPT, rgb=False)
   np.testing.assert_allclose(jax.jit(model.apply)(bgr_variables, golden['input_bgr']), golden['output_bgr'],
                              atol=1e-5, rtol=0)
 
@@ -40,7 +40,7 @@ def test_load_official_checkpoint_reproduces_golden_output(testdata, golden):
 @pytest.mark.parametrize('prefix', ['', 'module.model.', 'model.', 'module.'])
 def test_prefix_forms(golden, prefix):
   state_dict = {prefix + k: v for k, v in golden['state_dict'].items()}
-  model, variables = convert.convert_state_dict(state_dict)
+  model, variables = official_weights.convert_state_dict(state_dict)
   assert model.n_blocks == 2
   np.testing.assert_array_equal(variables['params']['cell']['F_R']['rdb_1']['fuse']['bias'],
                                 golden['state_dict']['cell.F_R.RDBs.1.conv1x1.bias'])
@@ -49,12 +49,12 @@ def test_prefix_forms(golden, prefix):
 def test_bare_state_dict_file(testdata, golden, monkeypatch):
   bare = {'module.model.' + k: v for k, v in golden['state_dict'].items()}
   monkeypatch.setattr(torch_pickle, 'load', lambda path: bare)
-  model, _ = convert.load_torch_checkpoint(testdata / CKPT)
+  model, _ = official_weights.load_torch_checkpoint(testdata / CKPT)
   assert model.n_features == 4
 
 
 def test_layouts_of_converted_tensors(golden):
-  _, variables = convert.convert_state_dict(golden['state_dict'], rgb=False)
+  _, variables = official_weights.convert_state_dict(golden['state_dict'], rgb=False)
   p, sd = variables['params'], golden['state_dict']
   np.testing.assert_array_equal(p['cell']['F_B0']['kernel'], sd['cell.F_B0.weight'].transpose(2, 3, 1, 0))
   np.testing.assert_array_equal(p['fusion']['mlp_in']['kernel'], sd['fusion.F_f.0.weight'].T)
@@ -62,8 +62,8 @@ def test_layouts_of_converted_tensors(golden):
 
 
 def test_rgb_permutes_only_the_colour_ends(golden):
-  _, bgr = convert.convert_state_dict(golden['state_dict'], rgb=False)
-  _, rgb = convert.convert_state_dict(golden['state_dict'], rgb=True)
+  _, bgr = official_weights.convert_state_dict(golden['state_dict'], rgb=False)
+  _, rgb = official_weights.convert_state_dict(golden['state_dict'], rgb=True)
   np.testing.assert_array_equal(rgb['params']['cell']['F_B0']['kernel'], bgr['params']['cell']['F_B0']['kernel'][:, :, ::-1])
   np.testing.assert_array_equal(rgb['params']['reconstructor']['out']['bias'], bgr['params']['reconstructor']['out']['bias'][::-1])
   np.testing.assert_array_equal(rgb['params']['cell']['F_R']['conv']['kernel'], bgr['params']['cell']['F_R']['conv']['kernel'])
@@ -72,38 +72,38 @@ def test_rgb_permutes_only_the_colour_ends(golden):
 def test_missing_tensor_is_named(golden):
   state_dict = dict(golden['state_dict'])
   del state_dict['cell.F_R.RDBs.0.dense_layers.2.conv.bias']
-  with pytest.raises(convert.CheckpointMismatchError, match=r'missing 1 tensor\(s\) for: cell/F_R/rdb_0/dense_2/bias'):
-    convert.convert_state_dict(state_dict)
+  with pytest.raises(official_weights.CheckpointMismatchError, match=r'missing 1 tensor\(s\) for: cell/F_R/rdb_0/dense_2/bias'):
+    official_weights.convert_state_dict(state_dict)
 
 
 def test_unexpected_tensor_is_named(golden):
   state_dict = dict(golden['state_dict'], **{'cell.extra_head.weight': np.zeros((3, 3))})
-  with pytest.raises(convert.CheckpointMismatchError, match='unexpected tensor.*cell.extra_head.weight'):
-    convert.convert_state_dict(state_dict)
+  with pytest.raises(official_weights.CheckpointMismatchError, match='unexpected tensor.*cell.extra_head.weight'):
+    official_weights.convert_state_dict(state_dict)
 
 
 def test_wrong_shape_is_named(golden):
   state_dict = dict(golden['state_dict'])
   state_dict['cell.F_R.conv3x3.weight'] = np.zeros((20, 20, 5, 5), np.float32)
-  with pytest.raises(convert.CheckpointMismatchError, match=r'wrong shape: cell.F_R.conv3x3.weight: \(5, 5, 20, 20\)'):
-    convert.convert_state_dict(state_dict)
+  with pytest.raises(official_weights.CheckpointMismatchError, match=r'wrong shape: cell.F_R.conv3x3.weight: \(5, 5, 20, 20\)'):
+    official_weights.convert_state_dict(state_dict)
 
 
 def test_other_model_and_window_mismatch(golden):
-  with pytest.raises(convert.CheckpointMismatchError, match="not an ESTRNN state dict: no tensor 'cell.F_B0.weight'"):
-    convert.convert_state_dict({'conv1.weight': np.zeros((8, 3, 3, 3))})
-  with pytest.raises(convert.CheckpointMismatchError, match='fuses 5 frames, but past_frames=1'):
-    convert.convert_state_dict(golden['state_dict'], past_frames=1, future_frames=1)
+  with pytest.raises(official_weights.CheckpointMismatchError, match="not an ESTRNN state dict: no tensor 'cell.F_B0.weight'"):
+    official_weights.convert_state_dict({'conv1.weight': np.zeros((8, 3, 3, 3))})
+  with pytest.raises(official_weights.CheckpointMismatchError, match='fuses 5 frames, but past_frames=1'):
+    official_weights.convert_state_dict(golden['state_dict'], past_frames=1, future_frames=1)
 
 
 def test_missing_and_non_checkpoint_files(tmp_path):
   missing = tmp_path / 'nope.pth.tar'
   with pytest.raises(FileNotFoundError, match='nope.pth.tar'):
-    convert.load_torch_checkpoint(missing)
+    official_weights.load_torch_checkpoint(missing)
   text = tmp_path / 'notes.pth.tar'
   text.write_text('not a checkpoint')
   with pytest.raises(ValueError, match='notes.pth.tar'):
-    convert.load_torch_checkpoint(text)
+    official_weights.load_torch_checkpoint(text)
 
 
 def run_cli(*args):

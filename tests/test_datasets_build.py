@@ -22,6 +22,7 @@ from datasets import common
 from datasets.gopro import gopro_dataset_builder
 from estrnn_jax import frame_storage
 from estrnn_jax import input_pipeline
+from estrnn_jax import records
 from estrnn_jax import synthetic
 
 H, W = 16, 24
@@ -94,10 +95,10 @@ def test_bsd_round_trip_is_bit_exact_and_ordered(tmp_path, stored):
       'bsd-test.array_record-00000-of-00001', 'bsd-train.array_record-00000-of-00001',
       'bsd-validation.array_record-00000-of-00001']
   assert set(builder.info.splits) == {'train', 'validation', 'test'}
-  assert common.sequence_table(builder, 'train') == [('0', 0, 3), ('2', 3, 3), ('10', 6, 2)]
-  assert common.sequence_table(builder.info, 'validation') == [('5', 0, 2)]
+  assert records.sequence_table(builder, 'train') == [('0', 0, 3), ('2', 3, 3), ('10', 6, 2)]
+  assert records.sequence_table(builder.info, 'validation') == [('5', 0, 2)]
   source = tfds.data_source('bsd/2ms16ms', data_dir=str(data_dir), split='train')
-  assert common.sequence_table(source) == [('0', 0, 3), ('2', 3, 3), ('10', 6, 2)]
+  assert records.sequence_table(source) == [('0', 0, 3), ('2', 3, 3), ('10', 6, 2)]
   # Random access by index gives (sequence, frame) order, the same as reading front to back.
   assert [(source[i]['sequence'], source[i]['frame_index']) for i in (7, 0, 4)] == [
       (b'10', 1), (b'0', 0), (b'2', 1)]
@@ -114,7 +115,7 @@ def test_bsd_round_trip_is_bit_exact_and_ordered(tmp_path, stored):
 
   # The release folder itself works as manual_dir too, and gives the same records.
   other = build_lib.build('bsd/2ms16ms', tmp_path / 'tfds2', manual_dir=release, frame_format=stored)
-  assert common.sequence_table(other, 'train') == common.sequence_table(builder, 'train')
+  assert records.sequence_table(other, 'train') == records.sequence_table(builder, 'train')
   _assert_records(_read_all('bsd/2ms16ms', tmp_path / 'tfds2', 'validation', stored),
                   [('5', *frames[('valid', '5')])])
 
@@ -215,7 +216,7 @@ def test_reds_layouts(tmp_path, form, stored):
       expected[split].append((seq, blur, sharp))
   data_dir = tmp_path / 'tfds'
   builder = build_lib.build('reds', data_dir, manual_dir=tmp_path / 'manual', frame_format=stored)
-  assert common.sequence_table(builder, 'train') == [('000', 0, 2), ('001', 2, 2)]
+  assert records.sequence_table(builder, 'train') == [('000', 0, 2), ('001', 2, 2)]
   for split in ('train', 'validation'):
     _assert_records(_read_all('reds', data_dir, split, stored), expected[split])
 
@@ -225,7 +226,7 @@ def test_synthetic_build_matches_the_generator(tmp_path, stored):
   builder = build_lib.build('synthetic_blur/tiny', tmp_path, frame_format=stored)
   preset = synthetic.PRESETS['tiny']
   for split, n in preset.num_sequences.items():
-    assert common.sequence_table(builder, split) == [
+    assert records.sequence_table(builder, split) == [
         (f'{i:04d}', i * preset.num_frames, preset.num_frames) for i in range(n)]
   expected = [(f'{i:04d}', *synthetic.render_sequence(preset, synthetic.sequence_seed('validation', i)))
               for i in range(preset.num_sequences['validation'])]

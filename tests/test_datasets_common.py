@@ -15,6 +15,7 @@ from tensorflow_datasets.core import shuffle
 from datasets import common
 from datasets import make_dummy_data
 from datasets.gopro import gopro_dataset_builder
+from estrnn_jax import records
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -108,20 +109,20 @@ def test_sequence_table_errors(tmp_path):
   from datasets import build as build_lib  # pylint: disable=g-import-not-at-top
   builder = build_lib.make_builder('bsd/2ms16ms', tmp_path)
   with pytest.raises(ValueError, match='no sequence table'):
-    common.sequence_table(builder, 'train')
-  common.set_sequence_tables(builder.info, {'train': common.build_sequence_table([('a', 2), ('b', 3)])})
-  assert common.sequence_table(builder, 'train') == [('a', 0, 2), ('b', 2, 3)]
+    records.sequence_table(builder, 'train')
+  records.set_sequence_tables(builder.info, {'train': records.build_sequence_table([('a', 2), ('b', 3)])})
+  assert records.sequence_table(builder, 'train') == [('a', 0, 2), ('b', 2, 3)]
   with pytest.raises(ValueError, match="split 'train\\[:2\\]'"):
-    common.sequence_table(builder, 'train[:2]')
+    records.sequence_table(builder, 'train[:2]')
   with pytest.raises(ValueError, match='needs a split'):
-    common.sequence_table(builder.info)
+    records.sequence_table(builder.info)
   with pytest.raises(TypeError):
-    common.sequence_table(object(), 'train')
+    records.sequence_table(object(), 'train')
   # A table that disagrees with the split's record count is refused.
   builder.info.set_splits(tfds.core.SplitDict([tfds.core.SplitInfo(
       name='train', shard_lengths=[4], num_bytes=0, filename_template=None)]))
   with pytest.raises(ValueError, match='covers 5 frames but the split has 4'):
-    common.sequence_table(builder, 'train')
+    records.sequence_table(builder, 'train')
 
 
 def test_committed_dummy_data_is_what_the_script_writes(tmp_path):

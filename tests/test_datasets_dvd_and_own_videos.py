@@ -19,6 +19,7 @@ from datasets import common
 from datasets.dvd import dvd_dataset_builder
 from estrnn_jax import frame_storage
 from estrnn_jax import input_pipeline
+from estrnn_jax import records
 
 H, W = 16, 24
 
@@ -77,8 +78,8 @@ def test_dvd_splits_by_the_dbn_test_list_and_stores_pillows_jpeg_decode(tmp_path
   builder = build_lib.build('dvd', data_dir, manual_dir=tmp_path / 'manual')  # the release's parent
 
   assert set(builder.info.splits) == {'train', 'test'}
-  assert common.sequence_table(builder, 'test') == [('720p_240fps_2', 0, 2), ('IMG_0030', 2, 2)]
-  assert common.sequence_table(builder, 'train') == [('720p_240fps_1', 0, 2), ('IMG_0002', 2, 3),
+  assert records.sequence_table(builder, 'test') == [('720p_240fps_2', 0, 2), ('IMG_0030', 2, 2)]
+  assert records.sequence_table(builder, 'train') == [('720p_240fps_1', 0, 2), ('IMG_0002', 2, 3),
                                                      ('IMG_0055', 5, 1)]
   _assert_split(_read_split('dvd', data_dir, 'test'), [(s, *files[s]) for s in ('720p_240fps_2', 'IMG_0030')])
   train = _read_split('dvd', data_dir, 'train')
@@ -91,7 +92,7 @@ def test_dvd_splits_by_the_dbn_test_list_and_stores_pillows_jpeg_decode(tmp_path
   # either frame format (PNG: the decoded pixels re-encoded losslessly).
   for i, manual_dir in enumerate((quantitative.parent, quantitative)):
     other = build_lib.build('dvd', tmp_path / f'tfds{i}', manual_dir=manual_dir, frame_format=('raw', 'png')[i])
-    assert common.sequence_table(other, 'train') == common.sequence_table(builder, 'train')
+    assert records.sequence_table(other, 'train') == records.sequence_table(builder, 'train')
   _assert_split(_read_split('dvd', tmp_path / 'tfds1', 'test'),
                 [(s, *files[s]) for s in ('720p_240fps_2', 'IMG_0030')])
 
@@ -101,7 +102,7 @@ def test_dvd_presplit_form_keeps_its_split(tmp_path):
   train = _write_dvd(root / 'train', {'IMG_0002': 2})
   test = _write_dvd(root / 'test', {'IMG_0003': 2, 'IMG_0021': 1}, seed=1)
   builder = build_lib.build('dvd', tmp_path / 'tfds', manual_dir=root)
-  assert common.sequence_table(builder, 'train') == [('IMG_0002', 0, 2)]
+  assert records.sequence_table(builder, 'train') == [('IMG_0002', 0, 2)]
   _assert_split(_read_split('dvd', tmp_path / 'tfds', 'test'), [(s, *test[s]) for s in ('IMG_0003', 'IMG_0021')])
   _assert_split(_read_split('dvd', tmp_path / 'tfds', 'train'), [('IMG_0002', *train['IMG_0002'])])
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from estrnn_jax import checkpoints
-from estrnn_jax import evaluate
+from estrnn_jax import evaluation
 from estrnn_jax import images
 from estrnn_jax import model as model_lib
 
@@ -71,24 +71,24 @@ def _reference_loop(num_frames, chunk, past, future):
 @pytest.mark.parametrize('past,future', [(2, 2), (1, 3), (0, 0)])
 def test_reference_chunks_match_the_official_loop(past, future):
   for num_frames in range(20, 160):
-    chunks = evaluate.reference_chunks(num_frames, 20, past, future)
+    chunks = evaluation.reference_chunks(num_frames, 20, past, future)
     assert chunks == _reference_loop(num_frames, 20, past, future), num_frames
-    scored = np.concatenate(evaluate.reference_scored_frames(chunks, past, future))
+    scored = np.concatenate(evaluation.reference_scored_frames(chunks, past, future))
     np.testing.assert_array_equal(np.sort(scored), np.arange(past, num_frames - future))
     assert len(scored) == len(set(scored.tolist()))
 
 
 def test_reference_chunks_short_sequence_and_errors():
-  assert evaluate.reference_chunks(7, 20, 2, 2) == [(0, 7)]
+  assert evaluation.reference_chunks(7, 20, 2, 2) == [(0, 7)]
   with pytest.raises(ValueError, match='shorter than one GSA window'):
-    evaluate.reference_chunks(4, 20, 2, 2)
+    evaluation.reference_chunks(4, 20, 2, 2)
   with pytest.raises(ValueError, match='must exceed'):
-    evaluate.reference_chunks(40, 4, 2, 2)
+    evaluation.reference_chunks(40, 4, 2, 2)
 
 
 def test_reference_protocol_scores_frames_2_to_42_once_and_aligned():
   blur, sharp = _index_coded_sequence(45)
-  evaluator = evaluate.SequenceEvaluator(IdentityDeblur(), {'scale': jnp.ones(())}, protocol='reference')
+  evaluator = evaluation.SequenceEvaluator(IdentityDeblur(), {'scale': jnp.ones(())}, protocol='reference')
   result = evaluator('seq', blur, sharp)
   np.testing.assert_array_equal(result.frames, np.arange(2, 43))
   np.testing.assert_array_equal(_decode_index(result.blur_psnr), np.arange(2, 43))
@@ -98,7 +98,7 @@ def test_reference_protocol_scores_frames_2_to_42_once_and_aligned():
 
 def test_full_protocol_scores_all_45_frames_aligned():
   blur, sharp = _index_coded_sequence(45, height=22, width=18)  # not multiples of 4: padded and cropped
-  evaluator = evaluate.SequenceEvaluator(IdentityDeblur(), {'scale': jnp.ones(())}, protocol='full',
+  evaluator = evaluation.SequenceEvaluator(IdentityDeblur(), {'scale': jnp.ones(())}, protocol='full',
                                          chunk_frames=7)
   result = evaluator('seq', blur, sharp, keep_outputs=True)
   np.testing.assert_array_equal(result.frames, np.arange(45))
@@ -109,8 +109,7 @@ def test_full_protocol_scores_all_45_frames_aligned():
 @pytest.fixture(scope='module')
 def tiny_model():
   model = model_lib.ESTRNN(n_features=4, n_blocks=2)
-  init = jax.jit(lambda rng: model.init(rng, jnp.zeros((1, 5, 8, 8, 3)))['params'])
-  return model, init(jax.random.key(0, impl='rbg'))
+  return model, model_lib.init_params(model, 0)
 
 
 @pytest.fixture(scope='module')
@@ -132,12 +131,12 @@ def _assert_uint8_close(actual, expected):
 def test_reference_protocol_equals_direct_chunk_calls(tiny_model, random_sequence):
   model, params = tiny_model
   blur, sharp = random_sequence
-  evaluator = evaluate.SequenceEvaluator(model, params, protocol='reference', chunk_frames=12)
+  evaluator = evaluation.SequenceEvaluator(model, params, protocol='reference', chunk_frames=12)
   result = evaluator('seq', blur, sharp, keep_outputs=True)
   np.testing.assert_array_equal(result.frames, np.arange(2, 24))
   expected = {}
   apply = jax.jit(lambda x: model.apply({'params': params}, x))
-  for start, end in evaluate.reference_chunks(26, 12, 2, 2):
+  for start, end in evaluation.reference_chunks(26, 12, 2, 2):
     out = np.asarray(apply(images.from_uint8(blur[None, start:end])))[0]
     for k, frame in enumerate(range(start + 2, end - 2)):
       expected.setdefault(frame, out[k])
@@ -149,8 +148,8 @@ def test_reference_protocol_equals_direct_chunk_calls(tiny_model, random_sequenc
 def test_full_protocol_segments_equal_one_pass(tiny_model, random_sequence):
   model, params = tiny_model
   blur, sharp = random_sequence
-  one_pass = evaluate.SequenceEvaluator(model, params, protocol='full', chunk_frames=100)
-  segmented = evaluate.SequenceEvaluator(model, params, protocol='full', chunk_frames=6)
+  one_pass = evaluation.SequenceEvaluator(model, params, protocol='full', chunk_frames=100)
+  segmented = evaluation.SequenceEvaluator(model, params, protocol='full', chunk_frames=6)
   a = one_pass('seq', blur, sharp, keep_outputs=True)
   b = segmented('seq', blur, sharp, keep_outputs=True)
   np.testing.assert_array_equal(a.frames, np.arange(26))
@@ -166,21 +165,21 @@ def test_full_protocol_segments_equal_one_pass(tiny_model, random_sequence):
 
 def test_evaluator_rejects_bad_sequences(tiny_model):
   model, params = tiny_model
-  evaluator = evaluate.SequenceEvaluator(model, params)
+  evaluator = evaluation.SequenceEvaluator(model, params)
   frames = np.zeros((4, 16, 16, 3), np.uint8)
   with pytest.raises(ValueError, match="'short' has 4 frames"):
     evaluator('short', frames, frames)
   with pytest.raises(ValueError, match='must both be'):
     evaluator('odd', np.zeros((6, 16, 16, 3), np.uint8), np.zeros((6, 16, 12, 3), np.uint8))
   with pytest.raises(ValueError, match='protocol'):
-    evaluate.SequenceEvaluator(model, params, protocol='chunks')
+    evaluation.SequenceEvaluator(model, params, protocol='chunks')
 
 
 def test_summary_is_the_mean_over_frames():
   def result(name, values):
     values = np.asarray(values, float)
-    return evaluate.SequenceResult(name, np.arange(len(values)), values, values / 100, values, values, values)
-  summary = evaluate.summarize([result('a', [10, 20]), result('b', [40])])
+    return evaluation.SequenceResult(name, np.arange(len(values)), values, values / 100, values, values, values)
+  summary = evaluation.summarize([result('a', [10, 20]), result('b', [40])])
   assert summary['frames'] == 3 and summary['sequences'] == 2
   np.testing.assert_allclose(summary['psnr'], 70 / 3)  # not the mean of per-sequence means (27.5)
 

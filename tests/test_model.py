@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from estrnn_jax import convert
+from estrnn_jax import official_weights
 from estrnn_jax import jit_utils
 from estrnn_jax import model as model_lib
 
@@ -34,11 +34,11 @@ def tiny():
   """A random tiny model (C=4, B=2) and 6 frames of 32x32 noise."""
   model = model_lib.ESTRNN(n_features=4, n_blocks=2)
   frames = jax.random.uniform(jax.random.key(1), (2, 6, 32, 32, 3), minval=-0.5, maxval=0.5)
-  return model, model_lib.init_variables(model, 0), frames
+  return model, {'params': model_lib.init_params(model, 0)}, frames
 
 
 def test_golden_output_and_features(golden):
-  model, variables = convert.convert_state_dict(golden['state_dict'], rgb=False)
+  model, variables = official_weights.convert_state_dict(golden['state_dict'], rgb=False)
   assert (model.n_features, model.n_blocks) == (4, 2)
   out = apply(model, variables, golden['input'])
   assert out.shape == (2, 3, 32, 48, 3)
@@ -49,7 +49,7 @@ def test_golden_output_and_features(golden):
 
 
 def test_rgb_conversion_is_a_channel_permutation(golden):
-  model, variables = convert.convert_state_dict(golden['state_dict'])  # RGB by default
+  model, variables = official_weights.convert_state_dict(golden['state_dict'])  # RGB by default
   out_rgb = apply(model, variables, golden['input'][..., ::-1])
   np.testing.assert_allclose(out_rgb[..., ::-1], golden['output'], atol=1e-5, rtol=0)
 
@@ -153,9 +153,9 @@ def test_remat_same_gradients(tiny):
 
 def test_params_stay_float32_and_init_is_torch_like(tiny):
   model, variables, _ = tiny
-  again = model_lib.init_variables(model, 0)
+  again = {'params': model_lib.init_params(model, 0)}
   jax.tree.map(np.testing.assert_array_equal, variables, again)  # deterministic for a seed
-  other = model_lib.init_variables(model, 1)
+  other = {'params': model_lib.init_params(model, 1)}
   assert not np.array_equal(other['params']['cell']['F_B0']['kernel'], variables['params']['cell']['F_B0']['kernel'])
   leaves = jax.tree_util.tree_leaves_with_path(variables['params'])
   assert all(x.dtype == jnp.float32 for _, x in leaves)

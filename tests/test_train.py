@@ -1,7 +1,7 @@
 """The training loop end to end on `configs/test.py` and the tiny synthetic dataset.
 
-All runs share one persistent compilation cache (`config.compilation_cache_dir`), so the train step compiles once
-per mesh for the whole module.
+All runs share one persistent compilation cache (`runtime.use_compilation_cache`), so the train step compiles
+once per mesh for the whole module.
 """
 
 import os
@@ -23,6 +23,7 @@ import tensorflow as tf
 from configs import test as test_config
 from estrnn_jax import checkpoints
 from estrnn_jax import model as model_lib
+from estrnn_jax import runtime
 from estrnn_jax import sharding
 from estrnn_jax import train
 
@@ -43,6 +44,7 @@ def data_dir(tmp_path_factory):
 def cache_dir(tmp_path_factory):
   previous = jax.config.jax_compilation_cache_dir
   path = tmp_path_factory.mktemp('jax_cache')
+  runtime.use_compilation_cache(path)
   yield path
   jax.config.update('jax_compilation_cache_dir', previous)
   compilation_cache.reset_cache()
@@ -106,7 +108,7 @@ def test_one_step_run_writes_checkpoint_events_and_configs(config, tmp_path):
   assert model == train.create_model(config)
   jax.tree.map(np.testing.assert_array_equal, variables['params'], _params(state))
 
-  saved = checkpoints.model_config(model)
+  saved = model.to_config()
   assert saved == {'n_features': 4, 'n_blocks': 2, 'past_frames': 2, 'future_frames': 2, 'dtype': 'float32',
                    'remat': False, 'fold_gsa': True, 'residual': True}
   import json  # pylint: disable=g-import-not-at-top
@@ -129,8 +131,7 @@ def test_short_run_lowers_the_loss(unbroken, config):
       dataset=config.dataset.name, data_dir=config.dataset.data_dir, split='validation', global_batch_size=8,
       frames=config.dataset.frames, past_frames=2, future_frames=2, crop_size=config.dataset.crop_size, seed=1))
   model = train.create_model(config)
-  initial_params = jax.jit(lambda rng: model.init(rng, jnp.zeros((1, 5, 8, 8, 3)))['params'])(
-      train.init_rng(config.seed))
+  initial_params = model_lib.init_params(model, config.seed)
   loss = jax.jit(lambda p: losses.charbonnier_color(model.apply({'params': p}, batch['blur']), batch['sharp']))
   before, after = float(loss(initial_params)), float(loss(final_params))
   assert after < 0.8 * before, (before, after)
@@ -230,7 +231,7 @@ def test_sigterm_saves_a_usable_checkpoint(data_dir, cache_dir, tmp_path):
 def test_forward_unrolled_equals_model_call(residual):
   model = model_lib.ESTRNN(n_features=4, n_blocks=2, remat=True, residual=residual)
   frames = jnp.asarray(np.random.default_rng(0).uniform(-0.5, 0.5, (2, 6, 18, 22, 3)), jnp.float32)
-  params = jax.jit(model.init)(train.init_rng(0), frames)['params']
+  params = model_lib.init_params(model, 0)
   direct = jax.jit(lambda p, x: model.apply({'params': p}, x))(params, frames)
   unrolled = jax.jit(lambda p, x: train.forward(model, p, x, unroll=True))(params, frames)
   assert unrolled.shape == (2, 2, 18, 22, 3)

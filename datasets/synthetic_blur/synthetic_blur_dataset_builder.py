@@ -15,6 +15,7 @@ import tqdm
 
 from datasets import common
 from estrnn_jax import frame_storage
+from estrnn_jax import records
 from estrnn_jax import synthetic
 
 CONFIG_METADATA_KEY = 'synthetic_config'
@@ -89,8 +90,8 @@ class Builder(common.FrameDatasetBuilder):
     del dl_manager  # nothing to download
     config = self.builder_config.synthetic_config
     counts = {split: n for split, n in config.num_sequences.items() if n > 0}
-    common.set_sequence_tables(self.info, {
-        split: common.build_sequence_table((f'{i:04d}', config.num_frames) for i in range(n))
+    records.set_sequence_tables(self.info, {
+        split: records.build_sequence_table((f'{i:04d}', config.num_frames) for i in range(n))
         for split, n in counts.items()
     })
     self.info.metadata[CONFIG_METADATA_KEY] = config_to_json(config)
@@ -107,6 +108,6 @@ class Builder(common.FrameDatasetBuilder):
                    mininterval=1.0) as progress:
       for i, frames in enumerate(rendered):
         for k, (blur, sharp) in enumerate(frames):
-          yield common.record_key(index, total), common.make_example(f'{i:04d}', k, len(frames), blur, sharp)
+          yield common.record_key(index, total), records.make_example(f'{i:04d}', k, len(frames), blur, sharp)
           index += 1
           progress.update(1)
