@@ -22,15 +22,29 @@ forward), and utilisation is against the device's peak where it is known (accele
 
 Defaults: on CPU, B15C80 and B9C60 at 256x256, float32, offline + streaming (the full matrix at 720p on a small
 CPU takes hours); on GPU/TPU, the full matrix.
+
+Against PyTorch (`--vs_torch`, needs torch; skipped with a message without it):
+  python -m benchmarks.model_benchmark --vs_torch --models B15C80 --sizes 256x256 --dtypes float32,bfloat16
+
+runs the official architecture in PyTorch (`benchmarks/torch_estrnn.py`, float32, and `torch.autocast('cpu',
+torch.bfloat16)` for bfloat16) and this model (`model.jit_apply`, plus plain `jax.jit(model.apply)` in float32)
+on the same offline clip with the same weights (the PyTorch model's, converted), checks their outputs agree, then
+times them interleaved (one repeat of each in turn, `--repeats` rounds) and reports medians and the ratio
+PyTorch time / JAX time per dtype (> 1: JAX is faster). Both run on `--threads` cores (default 2): the process
+is pinned to that many CPUs and PyTorch uses that many threads. PyTorch's OpenMP threads wait passively
+(`OMP_WAIT_POLICY=PASSIVE` unless set): spinning threads that wait for a descheduled peer made PyTorch up to 10x
+slower on a loaded shared machine (measured: 61 s against 6.5 s per B15C80 clip).
 """
 
+import contextlib
+import functools
 import json
 import os
 import platform
 import statistics
 import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from absl import app
 from absl import flags
@@ -44,6 +58,7 @@ from estrnn_jax import inference
 from estrnn_jax import jit_utils
 from estrnn_jax import losses
 from estrnn_jax import model as model_lib
+from estrnn_jax import official_weights
 from estrnn_jax import profile
 from estrnn_jax import sharding
 from estrnn_jax import train
@@ -79,6 +94,10 @@ _TRAIN_BATCH = flags.DEFINE_integer('train_batch', None, 'Train: windows per ste
 _TRAIN_FRAMES = flags.DEFINE_integer('train_frames', 8, 'Train: frames per window (the reference: 8).')
 _WARMUP = flags.DEFINE_integer('warmup', 1, 'Untimed runs after compilation.')
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed runs; the median is reported.')
+_VS_TORCH = flags.DEFINE_bool('vs_torch', False, 'Instead of the table: offline clips against the official '
+                               'architecture in PyTorch, interleaved in one run (needs torch).')
+_THREADS = flags.DEFINE_integer('threads', None, 'Pin the process to this many CPU cores and give PyTorch as many '
+                                'threads. Default: 2 with --vs_torch, else no pinning.')
 _JSON = flags.DEFINE_string('json', None, 'Also append one JSON line per result to this file ("-": stdout).')
 
 
@@ -192,6 +211,88 @@ def bench_train(model, variables, height, width, rng):
                                                       'steps_per_s': 1.0 / step_s}
 
 
+def compare_with_torch(name: str, height: int, width: int, dtypes: list[str], threads: int,
+                       rng: np.random.Generator) -> list[dict[str, Any]]:
+  """Offline clips through this model and the official architecture in PyTorch, timed interleaved.
+
+  Returns one record per contender (median seconds per clip, max abs difference to PyTorch float32, ratio
+  PyTorch / JAX for the JAX ones); an empty list (after a message) when torch is not installed.
+  """
+  os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')  # read when torch loads its OpenMP runtime
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    print('--vs_torch: PyTorch is not installed, skipping the comparison (pip install torch to run it).')
+    return []
+  from benchmarks import torch_estrnn  # pylint: disable=g-import-not-at-top
+  torch.set_num_threads(threads)
+  n_features, n_blocks = MODELS[name]
+  torch.manual_seed(0)
+  reference = torch_estrnn.ESTRNN(n_features, n_blocks).eval()
+  base, variables = official_weights.convert_state_dict(
+      {k: v.numpy() for k, v in reference.state_dict().items()}, rgb=False)
+  frames = rng.uniform(-0.5, 0.5, (_BATCH.value, _FRAMES.value, height, width, 3)).astype(np.float32)
+  frames_jax = jnp.asarray(frames)
+  frames_torch = torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 1, 4, 2, 3)))
+
+  def run_torch(autocast):
+    with torch.inference_mode(), torch.autocast('cpu', torch.bfloat16, enabled=autocast):
+      return reference(frames_torch)
+
+  # label -> (dtype, framework, function returning the output (N, T', H, W, 3) or its torch NCHW form)
+  contenders: dict[str, tuple[str, str, Callable[[], Any]]] = {}
+  for dtype in dtypes:
+    model = base.clone(dtype=jnp.dtype(dtype))
+    fast = model_lib.jit_apply(model).lower(variables, frames_jax).compile()
+    contenders[f'JAX {dtype}, model.jit_apply'] = (dtype, 'jax', lambda c=fast: c(variables, frames_jax))
+    if dtype == 'float32' and jit_utils.cpu_compiler_options():
+      plain = jax.jit(model.apply).lower(variables, frames_jax).compile()
+      contenders[f'JAX {dtype}, jax.jit(model.apply)'] = (dtype, 'jax', lambda c=plain: c(variables, frames_jax))
+    contenders[f'PyTorch {dtype}' + (' autocast' if dtype == 'bfloat16' else '')] = (
+        dtype, 'torch', functools.partial(run_torch, dtype == 'bfloat16'))
+
+  def as_nhwc(out):
+    return np.asarray(out.float().numpy().transpose(0, 1, 3, 4, 2) if isinstance(out, torch.Tensor) else out)
+
+  expected = as_nhwc(run_torch(False))
+  max_diff = {label: float(np.abs(as_nhwc(fn()) - expected).max()) for label, (_, _, fn) in contenders.items()}
+  times: dict[str, list[float]] = {label: [] for label in contenders}
+  for _ in range(_REPEATS.value):
+    for label, (_, _, fn) in contenders.items():
+      start = time.perf_counter()
+      jax.block_until_ready(fn())
+      times[label].append(time.perf_counter() - start)
+
+  outputs = _BATCH.value * (_FRAMES.value - base.past_frames - base.future_frames)
+  torch_median = {dtype: statistics.median(times[label]) for label, (dtype, kind, _) in contenders.items()
+                  if kind == 'torch'}
+  print(f'{name} offline, {_BATCH.value}x{_FRAMES.value}x{height}x{width} ({outputs} output frames), {threads} '
+        f'threads, OMP_WAIT_POLICY={os.environ["OMP_WAIT_POLICY"]}, {_REPEATS.value} interleaved repeats; '
+        f'torch {torch.__version__}')
+  header = f"{'contender':36} {'median s':>9} {'min s':>7} {'max abs vs PyTorch f32':>23} {'PyTorch/JAX':>12}"
+  print(header)
+  print('-' * len(header))
+  records = []
+  for label, (dtype, kind, _) in contenders.items():
+    median = statistics.median(times[label])
+    ratio = torch_median[dtype] / median if kind == 'jax' else None
+    print(f'{label:36} {median:9.3f} {min(times[label]):7.3f} {max_diff[label]:23.1e} '
+          f'{f"{ratio:.2f}x" if ratio else "":>12}', flush=True)
+    records.append({'model': name, 'height': height, 'width': width, 'dtype': dtype, 'contender': label,
+                    'median_s': median, 'times_s': times[label], 'max_abs_vs_torch_f32': max_diff[label],
+                    'torch_over_jax': ratio, 'threads': threads, 'clip_frames': _FRAMES.value,
+                    'batch': _BATCH.value, 'torch': torch.__version__})
+  return records
+
+
+def pin_threads(threads: int) -> None:
+  """Pins this process to `threads` CPUs (before JAX starts its CPU client, which sizes its pool from them)."""
+  available = sorted(os.sched_getaffinity(0))
+  if threads > len(available):
+    raise app.UsageError(f'--threads={threads}: only {len(available)} CPUs are available.')
+  os.sched_setaffinity(0, available[:threads])
+
+
 BENCHES = {'offline': bench_offline, 'streaming': bench_streaming, 'video': bench_video, 'train': bench_train}
 
 
@@ -205,6 +306,9 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 def main(argv: list[str]) -> None:
   del argv
+  threads = _THREADS.value or (2 if _VS_TORCH.value else None)
+  if threads:
+    pin_threads(threads)
   on_cpu = jax.default_backend() == 'cpu'
   models = _MODELS.value or ['B15C80', 'B9C60']
   sizes = [_parse_size(s) for s in (_SIZES.value or (['256x256'] if on_cpu else
@@ -222,15 +326,20 @@ def main(argv: list[str]) -> None:
   if on_cpu and not _MODELS.value and not _SIZES.value:
     print('(CPU: default subset B15C80/B9C60 at 256x256, float32, offline + streaming; pass --sizes/--dtypes/'
           '--modes for more.)')
+  if _VS_TORCH.value:
+    rng = np.random.default_rng(0)
+    with _json_output() as write:
+      for name in models:
+        for height, width in sizes:
+          for record in compare_with_torch(name, height, width, dtypes, threads, rng):
+            write({**info, **record})
+    return
   header = f"{'model':8} {'size':>9} {'dtype':8} {'mode':9} {'frames/s':>9} {'ms/frame':>9} {'compile s':>9} " \
            f"{'GFLOP/s':>9} {'util':>6}"
   print(header)
   print('-' * len(header))
   rng = np.random.default_rng(0)
-  json_file = None
-  if _JSON.value and _JSON.value != '-':
-    json_file = open(_JSON.value, 'a')  # pylint: disable=consider-using-with
-  try:
+  with _json_output() as write:
     for name in models:
       n_features, n_blocks = MODELS[name]
       for height, width in sizes:
@@ -246,19 +355,23 @@ def main(argv: list[str]) -> None:
             util = flops / peak if peak else None
             print(f'{name:8} {f"{height}x{width}":>9} {dtype:8} {mode:9} {1 / seconds:9.2f} {1e3 * seconds:9.1f} '
                   f'{compile_s:9.1f} {flops / 1e9:9.1f} {f"{100 * util:.1f}%" if util else "n/a":>6}', flush=True)
-            record = {**info, 'model': name, 'n_features': n_features, 'n_blocks': n_blocks, 'height': height,
-                      'width': width, 'dtype': dtype, 'mode': mode, 'frames_per_s': 1 / seconds,
-                      'ms_per_frame': 1e3 * seconds, 'compile_s': compile_s, 'true_macs_per_frame': true_macs,
-                      'flops_per_s': flops, 'peak_flops_per_s': peak, 'utilization': util,
-                      'repeats': _REPEATS.value, **extra}
-            if _JSON.value == '-':
-              print(json.dumps(record))
-            elif json_file:
-              json_file.write(json.dumps(record) + '\n')
-  finally:
-    if json_file:
-      json_file.close()
+            write({**info, 'model': name, 'n_features': n_features, 'n_blocks': n_blocks, 'height': height,
+                   'width': width, 'dtype': dtype, 'mode': mode, 'frames_per_s': 1 / seconds,
+                   'ms_per_frame': 1e3 * seconds, 'compile_s': compile_s, 'true_macs_per_frame': true_macs,
+                   'flops_per_s': flops, 'peak_flops_per_s': peak, 'utilization': util,
+                   'repeats': _REPEATS.value, **extra})
 
+
+@contextlib.contextmanager
+def _json_output() -> Iterator[Callable[[dict[str, Any]], None]]:
+  """Yields `write(record)`: one JSON line to --json (a file, appended; "-": stdout), or nothing without it."""
+  if not _JSON.value:
+    yield lambda record: None
+  elif _JSON.value == '-':
+    yield lambda record: print(json.dumps(record))
+  else:
+    with open(_JSON.value, 'a') as f:
+      yield lambda record: f.write(json.dumps(record) + '\n')
 
 if __name__ == '__main__':
   sys.exit(app.run(main))

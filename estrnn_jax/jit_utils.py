@@ -1,22 +1,25 @@
-"""XLA compile options that depend on the backend.
+"""XLA compile options that depend on the backend, shared by every jitted model computation.
 
-On CPU, XLA's YNNPACK path for dot-like fusions (`xla_cpu_experimental_ynn_fusion_type`) runs NHWC convolutions
-at oneDNN speed, the largest single speed-up measured for ESTRNN on CPU (see PERF_NOTES in the project docs).
-It is experimental, so it is a CPU-only default that can be switched off with `ESTRNN_CPU_YNN=0`; the test suite
-checks that it leaves the model's outputs unchanged. Other backends get no extra options.
+`model.jit_apply`, the train step, the evaluator and the streaming deblurrer pass `cpu_compiler_options()` to
+`jax.jit(..., compiler_options=...)`, so an option set here reaches all of them at once and nothing else in the
+process (unlike `XLA_FLAGS`). A test checks that the options leave the model's outputs at golden parity.
+
+No backend needs an option with jaxlib 0.10.2: its XLA CPU backend already hands each convolution and matmul to
+YNNPACK (the default `xla_cpu_experimental_ynn_fusion_type` list holds INDIVIDUAL_CONVOLUTION and
+INDIVIDUAL_DOT). The option this project set before, `LIBRARY_FUSION_TYPE_DOT`, *replaces* that list: matmuls get
+fused, but convolutions go back to XLA's Eigen path, and B15C80 ran 1.1-1.8x slower (measured in
+`benchmarks/CPU_XLA.md`, which also covers the oneDNN and bfloat16 options). So plain `jax.jit(model.apply)` is as
+fast as `model.jit_apply(model)` on CPU.
 """
 
-import os
 from typing import Any
 
 import jax
 
-CPU_OPTIONS = {'xla_cpu_experimental_ynn_fusion_type': 'LIBRARY_FUSION_TYPE_DOT'}
+# Backend name -> options for `jax.jit(..., compiler_options=...)`. Empty: none measured faster than XLA's defaults.
+BACKEND_OPTIONS: dict[str, dict[str, Any]] = {}
 
 
 def cpu_compiler_options(backend: str | None = None) -> dict[str, Any]:
-  """Options for `jax.jit(..., compiler_options=...)`: the YNNPACK flag on CPU unless ESTRNN_CPU_YNN=0, else {}."""
-  backend = backend or jax.default_backend()
-  if backend != 'cpu' or os.environ.get('ESTRNN_CPU_YNN', '1') == '0':
-    return {}
-  return dict(CPU_OPTIONS)
+  """The compile options for `backend` (default: JAX's default backend); {} where none are set."""
+  return dict(BACKEND_OPTIONS.get(backend or jax.default_backend(), {}))

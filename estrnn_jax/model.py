@@ -21,7 +21,7 @@ is computed (all checked against the official model's golden outputs):
   * the stride-2 transposed convs are sub-pixel convs (a 2x2 conv to 4x channels, then depth-to-space).
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 import dataclasses
 import functools
 import math
@@ -31,6 +31,8 @@ import flax.linen as nn
 import jax
 from jax import lax
 import jax.numpy as jnp
+
+from estrnn_jax import jit_utils
 
 Array = jax.Array
 Dtype = Any
@@ -511,3 +513,14 @@ def _check_multiple_of_4(height: int, width: int) -> None:
   if height % 4 or width % 4:
     raise ValueError(f'Frame size {height}x{width} is not a multiple of 4; pad it first (model.pad_to_multiple) '
                      'or call the model directly, which pads and crops back.')
+
+
+def jit_apply(model: ESTRNN, **jit_kwargs: Any) -> Callable[..., Any]:
+  """The fast way to run `model`: `model.apply` jitted with the backend's XLA compile options.
+
+  `jit_apply(model)(variables, frames)` returns what `model.apply(variables, frames)` returns (same shapes, same
+  values: the options change how XLA schedules the convolutions and matmuls, not what they compute). On CPU the
+  options are `jit_utils.cpu_compiler_options()`; other backends get none. They are passed per computation, so
+  nothing else in the process changes. Extra keyword arguments go to `jax.jit` (e.g. `donate_argnums`).
+  """
+  return jax.jit(model.apply, compiler_options=jit_utils.cpu_compiler_options(), **jit_kwargs)

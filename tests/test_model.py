@@ -165,13 +165,21 @@ def test_params_stay_float32_and_init_is_torch_like(tiny):
   assert float(jnp.abs(kernel).max()) > 0.9 * bound
 
 
-def test_cpu_compiler_options_do_not_change_outputs(tiny, monkeypatch):
-  model, variables, frames = tiny
-  options = jit_utils.cpu_compiler_options('cpu')
-  assert options == jit_utils.CPU_OPTIONS
-  fast = jax.jit(model.apply, compiler_options=options)(variables, frames)
-  plain = jax.jit(model.apply)(variables, frames)
-  np.testing.assert_allclose(fast, plain, atol=1e-5, rtol=0)
-  monkeypatch.setenv('ESTRNN_CPU_YNN', '0')
-  assert jit_utils.cpu_compiler_options('cpu') == {}
-  assert jit_utils.cpu_compiler_options('gpu') == {}
+def test_jit_apply_reproduces_the_official_outputs(golden):
+  model, variables = official_weights.convert_state_dict(golden['state_dict'], rgb=False)
+  out = model_lib.jit_apply(model)(variables, golden['input'])
+  assert out.shape == (2, 3, 32, 48, 3)
+  np.testing.assert_allclose(out, golden['output'], atol=1e-6, rtol=0)
+
+
+# XLA's defaults (YNNPACK convolutions), the project's options, and the option it used to set (Eigen convolutions,
+# fused YNNPACK matmuls): all must keep golden parity.
+@pytest.mark.parametrize('options', [
+    {}, jit_utils.cpu_compiler_options('cpu'), {'xla_cpu_experimental_ynn_fusion_type': 'LIBRARY_FUSION_TYPE_DOT'},
+], ids=['xla_defaults', 'project', 'ynn_dot_fusion'])
+def test_xla_cpu_options_do_not_change_outputs(golden, options):
+  model, variables = official_weights.convert_state_dict(golden['state_dict'], rgb=False)
+  out = jax.jit(model.apply, compiler_options=options)(variables, golden['input'])
+  np.testing.assert_allclose(out, golden['output'], atol=1e-6, rtol=0)
+
+
