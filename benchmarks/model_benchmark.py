@@ -257,31 +257,39 @@ def compare_with_torch(name: str, height: int, width: int, dtypes: list[str], th
   expected = as_nhwc(run_torch(False))
   max_diff = {label: float(np.abs(as_nhwc(fn()) - expected).max()) for label, (_, _, fn) in contenders.items()}
   times: dict[str, list[float]] = {label: [] for label in contenders}
+  cpu_times: dict[str, list[float]] = {label: [] for label in contenders}
   for _ in range(_REPEATS.value):
     for label, (_, _, fn) in contenders.items():
-      start = time.perf_counter()
+      start, start_cpu = time.perf_counter(), time.process_time()
       jax.block_until_ready(fn())
       times[label].append(time.perf_counter() - start)
+      cpu_times[label].append(time.process_time() - start_cpu)
 
   outputs = _BATCH.value * (_FRAMES.value - base.past_frames - base.future_frames)
-  torch_median = {dtype: statistics.median(times[label]) for label, (dtype, kind, _) in contenders.items()
-                  if kind == 'torch'}
+  median = {label: statistics.median(t) for label, t in times.items()}
+  cpu_median = {label: statistics.median(t) for label, t in cpu_times.items()}
+  torch_label = {dtype: label for label, (dtype, kind, _) in contenders.items() if kind == 'torch'}
   print(f'{name} offline, {_BATCH.value}x{_FRAMES.value}x{height}x{width} ({outputs} output frames), {threads} '
         f'threads, OMP_WAIT_POLICY={os.environ["OMP_WAIT_POLICY"]}, {_REPEATS.value} interleaved repeats; '
         f'torch {torch.__version__}')
-  header = f"{'contender':36} {'median s':>9} {'min s':>7} {'max abs vs PyTorch f32':>23} {'PyTorch/JAX':>12}"
+  print('Wall: median seconds per clip; CPU: median process CPU seconds per clip (both threads). PyTorch/JAX: '
+        'ratio of the medians, same dtype (> 1: JAX faster).')
+  header = (f"{'contender':36} {'wall s':>7} {'min s':>7} {'CPU s':>7} {'max abs vs PyTorch f32':>23} "
+            f"{'PyTorch/JAX wall':>17} {'CPU':>6}")
   print(header)
   print('-' * len(header))
   records = []
   for label, (dtype, kind, _) in contenders.items():
-    median = statistics.median(times[label])
-    ratio = torch_median[dtype] / median if kind == 'jax' else None
-    print(f'{label:36} {median:9.3f} {min(times[label]):7.3f} {max_diff[label]:23.1e} '
-          f'{f"{ratio:.2f}x" if ratio else "":>12}', flush=True)
+    ratio = median[torch_label[dtype]] / median[label] if kind == 'jax' else None
+    cpu_ratio = cpu_median[torch_label[dtype]] / cpu_median[label] if kind == 'jax' else None
+    print(f'{label:36} {median[label]:7.3f} {min(times[label]):7.3f} {cpu_median[label]:7.3f} '
+          f'{max_diff[label]:23.1e} {f"{ratio:.2f}x" if ratio else "":>17} '
+          f'{f"{cpu_ratio:.2f}x" if cpu_ratio else "":>6}', flush=True)
     records.append({'model': name, 'height': height, 'width': width, 'dtype': dtype, 'contender': label,
-                    'median_s': median, 'times_s': times[label], 'max_abs_vs_torch_f32': max_diff[label],
-                    'torch_over_jax': ratio, 'threads': threads, 'clip_frames': _FRAMES.value,
-                    'batch': _BATCH.value, 'torch': torch.__version__})
+                    'median_s': median[label], 'times_s': times[label], 'cpu_median_s': cpu_median[label],
+                    'cpu_times_s': cpu_times[label], 'max_abs_vs_torch_f32': max_diff[label],
+                    'torch_over_jax': ratio, 'torch_over_jax_cpu': cpu_ratio, 'threads': threads,
+                    'clip_frames': _FRAMES.value, 'batch': _BATCH.value, 'torch': torch.__version__})
   return records
 
 
