@@ -166,14 +166,30 @@ class RDB(nn.Module):
     return fuse(jnp.concatenate([x, *ys], axis=-1)) + x
 
 
-class DownsampleStage(nn.Module):
-  """F_B1 / F_B2 of the cell: RDB(in_features, growth) then a 5x5 stride-2 conv to 2*in_features. Halves H, W."""
-  in_features: int
-  growth: int
+class ResBlock(nn.Module):
+  """Residual block without normalisation (Nah et al. 2017; the paper's "w/o RDB cell" ablation, Sec. 4.4):
+  `x + conv3x3(relu(conv3x3(x)))`. (N,H,W,features) -> same shape."""
+  features: int
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    x = RDB(self.in_features, self.growth, name='rdb')(x)
+    y = jax.nn.relu(Conv(self.features, 3, self.features, name='conv_0')(x))
+    return Conv(self.features, 3, self.features, name='conv_1')(y) + x
+
+
+class DownsampleStage(nn.Module):
+  """F_B1 / F_B2 of the cell: RDB(in_features, growth) (or a ResBlock when `resblock`) then a 5x5 stride-2 conv to
+  2*in_features. Halves H, W."""
+  in_features: int
+  growth: int = 0  # RDB only
+  resblock: bool = False
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    if self.resblock:
+      x = ResBlock(self.in_features, name='resblock')(x)
+    else:
+      x = RDB(self.in_features, self.growth, name='rdb')(x)
     return Conv(2 * self.in_features, 5, self.in_features, stride=2, name='down')(x)
 
 
@@ -217,6 +233,32 @@ class RDBCell(nn.Module):
     h = RDBNet(5 * c, 2 * c, self.n_blocks, name='F_R')(jnp.concatenate([x, state], axis=-1))
     s = Conv(c, 3, 5 * c, name='F_h_in')(h)                          # F_h: conv3x3, RDB, conv3x3
     s = RDB(c, c, name='F_h_rdb')(s)
+    s = Conv(c, 3, c, name='F_h_out')(s)
+    return s, h
+
+
+class ResBlockCell(nn.Module):
+  """The paper's "w/o RDB cell" ablation (Sec. 4.4, Table 4): the RDB cell with every RDB replaced by a ResBlock
+  and F_R a plain chain of `n_blocks` ResBlocks (5C), as Nah et al. 2017 stack them (no concatenation of the
+  block outputs, no fusion convs). Same interface as `RDBCell`.
+
+  This structure is the one whose thop cost reproduces all three Table 4 rows without the RDB cell (163.48,
+  168.56, 162.69 GMACs at C = 110, 100, 85) within 0.1%; see configs/ablation.py.
+  """
+  n_features: int
+  n_blocks: int
+
+  @nn.compact
+  def __call__(self, state: Array, frame: Array) -> tuple[Array, Array]:
+    c = self.n_features
+    x = Conv(c, 5, 3, name='F_B0')(frame)                          # H
+    x = DownsampleStage(c, c, resblock=True, name='F_B1')(x)         # H/2, 2C
+    x = DownsampleStage(2 * c, resblock=True, name='F_B2')(x)        # H/4, 4C
+    h = jnp.concatenate([x, state], axis=-1)
+    for i in range(self.n_blocks):                                   # F_R
+      h = ResBlock(5 * c, name=f'F_R_{i}')(h)
+    s = Conv(c, 3, 5 * c, name='F_h_in')(h)                          # F_h: conv3x3, ResBlock, conv3x3
+    s = ResBlock(c, name='F_h_resblock')(s)
     s = Conv(c, 3, c, name='F_h_out')(s)
     return s, h
 
@@ -314,6 +356,28 @@ def conv2d_batched(conv: Conv, x: Array) -> Array:
   return y.reshape(n, t, *y.shape[1:])
 
 
+class ConcatFusion(nn.Module):
+  """The paper's "w/o GSA" ablation (Sec. 4.4, Table 4): the window's h features concatenated in channels, in
+  temporal order. hs (N, T, h, w, 5C) -> (N, T - past - future, h, w, 5FC). No parameters."""
+  past_frames: int
+  future_frames: int
+
+  def __call__(self, hs: Array) -> Array:
+    num_frames = self.past_frames + self.future_frames + 1
+    n_frames = hs.shape[1] - num_frames + 1
+    if n_frames < 1:
+      raise ValueError(f'Fusion needs at least {num_frames} frames of features, got {hs.shape[1]}.')
+    return jnp.concatenate([hs[:, k:k + n_frames] for k in range(num_frames)], axis=-1)
+
+
+class NoFusion(nn.Module):
+  """The paper's "w/o fusion" ablation (Sec. 4.4, Table 4): each frame is reconstructed from its own h features
+  only. hs (N, T, h, w, 5C) -> the same. No parameters."""
+
+  def __call__(self, hs: Array) -> Array:
+    return hs
+
+
 class Reconstructor(nn.Module):
   """Reconstruction module (paper Sec. 3.3): two stride-2 transposed convs and a 5x5 conv.
 
@@ -362,6 +426,10 @@ class ESTRNN(nn.Module):
       sharp frame. Not in the paper (its model and the official weights have no such skip, so False is the
       default and what every paper config uses); it adds no parameters and lets a small model beat the blurry
       input after minutes of training from scratch instead of hours (`configs/default.py`).
+    cell: 'rdb' (the paper's RDB cell) or 'resblock' (Table 4's "w/o RDB cell": `ResBlockCell`).
+    fusion: 'gsa' (the paper's GSA), 'concat' (Table 4's "w/o GSA": the window's h features concatenated) or
+      'none' (Table 4's "w/o fusion": each frame reconstructed from its own features; needs past_frames =
+      future_frames = 0). The defaults are the paper's model, the only variant of the official weights.
   """
   n_features: int = 16
   n_blocks: int = 15
@@ -371,6 +439,8 @@ class ESTRNN(nn.Module):
   remat: bool = False
   fold_gsa: bool = True
   residual: bool = False
+  cell: str = 'rdb'
+  fusion: str = 'gsa'
 
   @property
   def num_frames(self) -> int:
@@ -399,11 +469,26 @@ class ESTRNN(nn.Module):
       except TypeError:
         raise ValueError(f'{source}: dtype {fields["dtype"]!r} is not a dtype name.') from None
     return cls(**kwargs)
+  @property
+  def reconstructed_frames(self) -> int:
+    """Frames whose h features the reconstructor reads (F; 1 without fusion)."""
+    return 1 if self.fusion == 'none' else self.num_frames
 
   def setup(self):
-    self.cell = RDBCell(self.n_features, self.n_blocks)
-    self.fusion = GSA(self.n_features, self.past_frames, self.future_frames, folded=self.fold_gsa)
-    self.reconstructor = Reconstructor(self.n_features, self.num_frames)
+    check_variant(self)
+    # Submodule attributes differ from the `cell` / `fusion` fields; their names keep the parameter tree's keys.
+    if self.cell == 'rdb':
+      self.cell_module = RDBCell(self.n_features, self.n_blocks, name='cell')
+    else:
+      self.cell_module = ResBlockCell(self.n_features, self.n_blocks, name='cell')
+    if self.fusion == 'gsa':
+      self.fusion_module = GSA(self.n_features, self.past_frames, self.future_frames, folded=self.fold_gsa,
+                               name='fusion')
+    elif self.fusion == 'concat':
+      self.fusion_module = ConcatFusion(self.past_frames, self.future_frames, name='fusion')
+    else:
+      self.fusion_module = NoFusion(name='fusion')
+    self.reconstructor = Reconstructor(self.n_features, self.reconstructed_frames)
 
   def __call__(self, frames: Array) -> Array:
     if frames.ndim != 5 or frames.shape[-1] != 3:
@@ -443,13 +528,13 @@ class ESTRNN(nn.Module):
     if self.remat:
       body = nn.remat(body, prevent_cse=False)
     scan = nn.scan(body, variable_broadcast='params', split_rngs={'params': False}, in_axes=1, out_axes=1)
-    state, hs = scan(self.cell, state.astype(self.dtype), frames.astype(self.dtype))
+    state, hs = scan(self.cell_module, state.astype(self.dtype), frames.astype(self.dtype))
     return hs, state
 
   def step(self, state: Array, frame: Array) -> tuple[Array, Array]:
     """One cell step: frame (N, H, W, 3), state (N, H/4, W/4, C) -> (new state, h (N, H/4, W/4, 5C))."""
     _check_multiple_of_4(frame.shape[-3], frame.shape[-2])
-    return self.cell(state.astype(self.dtype), frame.astype(self.dtype))
+    return self.cell_module(state.astype(self.dtype), frame.astype(self.dtype))
 
   def decode(self, hs: Array, centre_frames: Array | None = None) -> Array:
     """GSA fusion + reconstruction of every full window: hs (N, T, h, w, 5C) -> (N, T - past - future, 4h, 4w, 3).
@@ -457,7 +542,7 @@ class ESTRNN(nn.Module):
     `centre_frames`: the input frames at the windows' centres, (N, T - past - future, 4h, 4w, 3) in [-0.5, 0.5];
     needed when `residual` (they are added to the outputs), ignored otherwise.
     """
-    fused = self.fusion(hs.astype(self.dtype))
+    fused = self.fusion_module(hs.astype(self.dtype))
     n, t = fused.shape[:2]
     out = self.reconstructor(fused.reshape(n * t, *fused.shape[2:]))
     out = out.reshape(n, t, *out.shape[1:]).astype(jnp.float32)
@@ -507,6 +592,24 @@ def _init(model: ESTRNN, key: jax.Array) -> dict[str, Any]:
 
 
 _jitted_init = jax.jit(_init, static_argnums=0)
+
+
+CELLS = ('rdb', 'resblock')
+FUSIONS = ('gsa', 'concat', 'none')
+
+
+def check_variant(model: ESTRNN) -> None:
+  """Raises ValueError naming the field for an unknown `cell` / `fusion` or a window that does not fit it."""
+  if model.cell not in CELLS:
+    raise ValueError(f'ESTRNN cell {model.cell!r} is not one of {CELLS}.')
+  if model.fusion not in FUSIONS:
+    raise ValueError(f'ESTRNN fusion {model.fusion!r} is not one of {FUSIONS}.')
+  if model.past_frames < 0 or model.future_frames < 0:
+    raise ValueError(f'ESTRNN past_frames={model.past_frames}, future_frames={model.future_frames}: both must be '
+                     '>= 0.')
+  if model.fusion == 'none' and (model.past_frames or model.future_frames):
+    raise ValueError(f"ESTRNN fusion='none' reconstructs each frame from its own features only: set "
+                     f'past_frames=0 and future_frames=0 (got {model.past_frames} and {model.future_frames}).')
 
 
 def _check_multiple_of_4(height: int, width: int) -> None:
