@@ -44,9 +44,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.seed = 39
   config.batch_size = 8
 
-  recipes.set_model_size(config, size)
-  config.model.past_frames = 2
-  config.model.future_frames = 2
+  recipes.set_model_size(config, size)  # model preset, window included
 
   config.dataset.name = f'bsd/{setting}'
   config.dataset.frames = 8

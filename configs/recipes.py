@@ -10,33 +10,33 @@ import math
 
 import ml_collections
 
-# Paper name -> (n_features, n_blocks). The paper's "C" is 5 x n_features.
-MODEL_SIZES = {'b15c80': (16, 15), 'b9c60': (12, 9)}
+from configs import presets
 
 
 def parse_arg(arg: str | None, *, settings: tuple[str, ...] = (), default_setting: str | None = None
               ) -> tuple[str | None, str, bool]:
-  """'2ms16ms,b9c60,runlocal' -> (setting, model size, runlocal). Unknown or repeated tokens raise ValueError."""
+  """'2ms16ms,b9c60,runlocal' -> (setting, model preset, runlocal). Unknown or repeated tokens raise ValueError.
+
+  The model preset is one of `presets.MODEL_PRESETS` (default b15c80)."""
   tokens = [t.strip().lower() for t in (arg or '').split(',') if t.strip()]
   setting, size, runlocal = None, None, False
   for token in tokens:
     if token in settings and setting is None:
       setting = token
-    elif token in MODEL_SIZES and size is None:
+    elif token in presets.MODEL_PRESETS and size is None:
       size = token
     elif token == 'runlocal' and not runlocal:
       runlocal = True
     else:
-      allowed = [*settings, *MODEL_SIZES, 'runlocal']
+      allowed = [*settings, *presets.MODEL_PRESETS, 'runlocal']
       raise ValueError(f'Bad config argument {arg!r}: unexpected or repeated {token!r}; '
                        f'use a comma-separated subset of {allowed}.')
   return setting or default_setting, size or 'b15c80', runlocal
 
 
 def set_model_size(config: ml_collections.ConfigDict, size: str) -> None:
-  """The paper's model of this size: (C, B) from MODEL_SIZES, no input skip (as the official weights)."""
-  config.model.n_features, config.model.n_blocks = MODEL_SIZES[size]
-  config.model.residual = False
+  """The paper's model of preset `size` (`presets.MODEL_PRESETS`), no input skip (as the official weights)."""
+  presets.MODEL_PRESETS[size]().apply(config)
 
 
 def steps_per_epoch(*, total_frames: int, num_sequences: int, frames: int, batch_size: int,
@@ -61,8 +61,6 @@ def gopro_reds_recipe(arg: str | None, *, dataset: str, train_frames: int, train
   config.batch_size = 4
 
   set_model_size(config, size)
-  config.model.past_frames = 2
-  config.model.future_frames = 2
 
   config.dataset.name = dataset
   config.dataset.frames = 8

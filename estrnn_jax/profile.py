@@ -1,6 +1,7 @@
 """Parameter and MAC counts of an ESTRNN configuration.
 
   python -m estrnn_jax.profile --n_features 16 --n_blocks 15 --height 720 --width 1280
+  python -m estrnn_jax.profile --config configs/gopro.py:b9c60     # the model of a config (a paper preset)
 
 "Per frame" is one cell step + one GSA + one reconstruction (what each output frame costs in a stream), as the
 paper reports it. Three MAC counts are printed:
@@ -19,6 +20,7 @@ from typing import Any
 from absl import app
 from absl import flags
 import flax.linen as nn
+from ml_collections import config_flags
 import jax
 from jax.extend import core as jex_core
 import jax.numpy as jnp
@@ -34,6 +36,10 @@ class Profile:
   n_blocks: int
   height: int
   width: int
+  past_frames: int
+  future_frames: int
+  cell: str
+  fusion: str
   params: int
   thop_macs: int
   true_macs: int
@@ -137,21 +143,28 @@ def executed_macs(model: model_lib.ESTRNN, height: int, width: int) -> int:
 
 
 def profile(n_features: int = 16, n_blocks: int = 15, height: int = 720, width: int = 1280,
-            past_frames: int = 2, future_frames: int = 2) -> Profile:
-  """Counts for ESTRNN(n_features, n_blocks) on height x width frames (multiples of 4)."""
+            past_frames: int = 2, future_frames: int = 2, cell: str = 'rdb', fusion: str = 'gsa') -> Profile:
+  """Counts for ESTRNN(n_features, n_blocks, ...) on height x width frames (multiples of 4)."""
+  return profile_model(model_lib.ESTRNN(n_features=n_features, n_blocks=n_blocks, past_frames=past_frames,
+                                        future_frames=future_frames, cell=cell, fusion=fusion), height, width)
+
+
+def profile_model(model: model_lib.ESTRNN, height: int = 720, width: int = 1280) -> Profile:
+  """Counts for `model` (any variant) on height x width frames (multiples of 4)."""
   if height % 4 or width % 4:
     raise ValueError(f'height and width must be multiples of 4 (the model pads to them), got {height}x{width}.')
-  model = model_lib.ESTRNN(n_features=n_features, n_blocks=n_blocks, past_frames=past_frames,
-                           future_frames=future_frames)
+  model_lib.check_variant(model)
   thop, true, by_module = layer_macs(model, height, width)
-  return Profile(n_features, n_blocks, height, width, count_params(model), thop, true,
-                 executed_macs(model, height, width), by_module)
+  return Profile(model.n_features, model.n_blocks, height, width, model.past_frames, model.future_frames,
+                 model.cell, model.fusion, count_params(model), thop, true, executed_macs(model, height, width),
+                 by_module)
 
 
 def format_profile(p: Profile) -> str:
   g = lambda macs: f'{macs / 1e9:9.2f} G'
   lines = [
       f'ESTRNN n_features={p.n_features} n_blocks={p.n_blocks} (paper: B{p.n_blocks}C{5 * p.n_features}), '
+      f'past_frames={p.past_frames} future_frames={p.future_frames} cell={p.cell} fusion={p.fusion}, '
       f'frames {p.height}x{p.width}',
       f'  parameters           {p.params:>12,}',
       f'  MACs/frame, thop     {g(p.thop_macs)}   (the paper\'s convention)',
@@ -172,19 +185,27 @@ def define_flags() -> None:
   flags.DEFINE_integer('width', 1280, 'Frame width (multiple of 4).')
   flags.DEFINE_integer('past_frames', 2, 'GSA past frames.')
   flags.DEFINE_integer('future_frames', 2, 'GSA future frames.')
+  flags.DEFINE_enum('cell', 'rdb', model_lib.CELLS, 'The cell (Table 4 ablation).')
+  flags.DEFINE_enum('fusion', 'gsa', model_lib.FUSIONS, 'The fusion (Table 4 ablation).')
+  config_flags.DEFINE_config_file('config', None, 'A training config (`<file>[:<arg>]`); profiles its model '
+                                  '(config.model) instead of the model flags.', lock_config=True)
 
 
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   f = flags.FLAGS
-  for name in ('n_features', 'n_blocks', 'height', 'width'):
-    if f[name].value < 1:
-      raise cli.UserError(f'--{name} must be >= 1, got {f[name].value}.')
-  for name in ('past_frames', 'future_frames'):
-    if f[name].value < 0:
-      raise cli.UserError(f'--{name} must be >= 0, got {f[name].value}.')
-  p = profile(f.n_features, f.n_blocks, f.height, f.width, f.past_frames, f.future_frames)
+  if f.config is not None:
+    model = model_lib.ESTRNN(**{k: v for k, v in f.config.model.items() if k != 'dtype'})
+    p = profile_model(model, f.height, f.width)
+  else:
+    for name in ('n_features', 'n_blocks', 'height', 'width'):
+      if f[name].value < 1:
+        raise cli.UserError(f'--{name} must be >= 1, got {f[name].value}.')
+    for name in ('past_frames', 'future_frames'):
+      if f[name].value < 0:
+        raise cli.UserError(f'--{name} must be >= 0, got {f[name].value}.')
+    p = profile(f.n_features, f.n_blocks, f.height, f.width, f.past_frames, f.future_frames, f.cell, f.fusion)
   print(format_profile(p))
 
 
