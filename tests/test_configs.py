@@ -22,9 +22,9 @@ def _all_configs():
   yield 'default', default.get_config()
   yield 'test', test_config.get_config()
   for setting in bsd.SETTINGS:
-    for size in recipes.MODEL_SIZES:
+    for size in ('b15c80', 'b9c60'):
       yield f'bsd:{setting},{size}', bsd.get_config(f'{setting},{size}')
-  for size in recipes.MODEL_SIZES:
+  for size in ('b15c80', 'b9c60'):
     yield f'gopro:{size}', gopro.get_config(size)
     yield f'reds:{size}', reds.get_config(size)
     yield f'dvd:{size}', dvd.get_config(size)
