@@ -1,7 +1,8 @@
-r"""The paper's BSD experiments (real-world blur, 640x480): one config per blur setting and model size.
+r"""The paper's BSD experiments (real-world blur, 640x480): one config per blur setting and model preset.
 
-Argument: a comma-separated subset of a setting (`1ms8ms`, `2ms16ms` (default), `3ms24ms`), a model size
-(`b15c80` (default), `b9c60`) and `runlocal` (shrinks everything but the model, to check the path on a laptop):
+Argument: a comma-separated subset of a setting (`1ms8ms`, `2ms16ms` (default), `3ms24ms`), a model preset
+(`b15c80` (default) or any other of configs/presets.py) and `runlocal` (shrinks everything but the model, to
+check the path on a laptop):
 
   python -m estrnn_jax.main --config=configs/bsd.py:2ms16ms,b15c80 --workdir=gs://BUCKET/estrnn/bsd_2ms16ms
 
@@ -38,7 +39,7 @@ EPOCHS = 500
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """BSD config for `arg` = '<setting>,<model size>[,runlocal]' (see module docstring)."""
+  """BSD config for `arg` = '<setting>,<model preset>[,runlocal]' (see module docstring)."""
   setting, size, runlocal = recipes.parse_arg(arg, settings=SETTINGS, default_setting='2ms16ms')
   config = default_lib.get_config()
   config.seed = 39

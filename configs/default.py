@@ -38,8 +38,18 @@ def get_config() -> ml_collections.ConfigDict:
   # Global batch size (windows per step, summed over all devices and hosts). Must be divisible by the number of
   # devices (each device gets an equal slice) and of processes.
   config.batch_size = 8
-  # Number of optimiser steps; training stops (and writes a final checkpoint) when it is reached.
+  # Number of optimiser steps; training stops (and writes a final checkpoint) when it is reached. 0 only writes
+  # a step-0 checkpoint of the initial parameters (with `init_from`: a workdir made from those weights).
   config.num_train_steps = 1200
+  # Split each step's batch into this many micro-batches run one after another, gradients averaged: the same
+  # update as the whole batch with the activation memory of a micro-batch (e.g. the paper's batch of 8 on one
+  # small GPU). Each device's share of batch_size must be a multiple of it.
+  config.grad_accum_steps = 1
+  # Fine-tuning: start from these weights instead of a random initialisation (step 0, fresh optimiser): an
+  # official `.pth.tar`, a converted model directory, a checkpoint step directory or a training workdir (its
+  # latest step). The stored model must be `config.model` (a mismatch names the differing fields). Ignored
+  # when the workdir already has checkpoints (a resumed run continues from its own). None: random init.
+  config.init_from = config_dict.placeholder(str)
 
   config.model = ml_collections.ConfigDict()
   # C: base channel count; the paper's channel count is 5C (B15C80 = 16 features, 15 blocks). The paper's C
@@ -70,6 +80,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset.data_dir = config_dict.placeholder(str)
   # Split sampled for training.
   config.dataset.train_split = 'train'
+  # Train on the split's first N sequences in the dataset's order (0: all). The paper's REDS models saw the
+  # first 120 of its 240 training sequences.
+  config.dataset.train_sequences = 0
   # Consecutive frames per training window; the loss covers the `frames - past - future` centre frames.
   config.dataset.frames = 6
   # Side of the square random crop (same crop and flips for every frame of a window). Multiple of 4.

@@ -1,6 +1,7 @@
 r"""ESTRNN on DVD (Su et al. 2017, "DeepVideoDeblurring"; paper Table 8's DVD row and column).
 
-Argument: a comma-separated subset of a model size (`b15c80` (default), `b9c60`) and `runlocal`:
+Argument: a comma-separated subset of a model preset (`b15c80` (default) or any other of configs/presets.py:
+Tables 2, 5 and 6) and `runlocal`:
 
   python -m estrnn_jax.main --config=configs/dvd.py:b15c80 --workdir=gs://BUCKET/estrnn/dvd_b15c80
   python -m estrnn_jax.evaluate --config=configs/dvd.py:b15c80 --checkpoint=WORKDIR --which=best
@@ -32,7 +33,7 @@ TRAIN_SEQUENCES, TRAIN_FRAMES = 61, 5708
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """DVD config for `arg` = '<model size>[,runlocal]' (see module docstring)."""
+  """DVD config for `arg` = '<model preset>[,runlocal]' (see module docstring)."""
   return recipes.gopro_reds_recipe(
       arg, dataset='dvd', train_frames=TRAIN_FRAMES, train_sequences=TRAIN_SEQUENCES, eval_split='test',
       eval_every_epochs=20, checkpoint_every_epochs=2)

@@ -1,6 +1,7 @@
 r"""The paper's GOPRO experiment (synthetic blur, `blur_gamma` frames downsampled to 960x540).
 
-Argument: a comma-separated subset of a model size (`b15c80` (default), `b9c60`) and `runlocal`:
+Argument: a comma-separated subset of a model preset (`b15c80` (default) or any other of configs/presets.py:
+Tables 2, 5 and 6) and `runlocal`:
 
   python -m estrnn_jax.main --config=configs/gopro.py:b15c80 --workdir=gs://BUCKET/estrnn/gopro_b15c80
   python -m estrnn_jax.evaluate --config=configs/gopro.py:b15c80 --checkpoint=WORKDIR --which=best
@@ -29,7 +30,7 @@ TRAIN_SEQUENCES, TRAIN_FRAMES = 22, 2103
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """GOPRO config for `arg` = '<model size>[,runlocal]' (see module docstring)."""
+  """GOPRO config for `arg` = '<model preset>[,runlocal]' (see module docstring)."""
   # 488 steps per epoch: 244,000 steps, milestones at steps 97,600 and 195,200.
   return recipes.gopro_reds_recipe(
       arg, dataset='gopro/blur_gamma_960x540', train_frames=TRAIN_FRAMES,

@@ -281,7 +281,7 @@ def _resolve_shard(shard_index: int | None, shard_count: int | None) -> tuple[in
 def create_train_iterator(*, dataset: str, data_dir: str | os.PathLike[str] | None, split: str,
                           global_batch_size: int, frames: int, past_frames: int, future_frames: int,
                           crop_size: int | None, seed: int, num_workers: int = 0, shard_index: int | None = None,
-                          shard_count: int | None = None) -> TrainIterator:
+                          shard_count: int | None = None, max_sequences: int = 0) -> TrainIterator:
   """An endless, shuffled, augmented, checkpointable iterator of training batches for this process.
 
   Args:
@@ -295,6 +295,8 @@ def create_train_iterator(*, dataset: str, data_dir: str | os.PathLike[str] | No
     seed: fixes the window order and the augmentation (0 <= seed < 2**32).
     num_workers: worker processes for reading and decoding (0: threads in this process only).
     shard_index, shard_count: this process's shard; default jax.process_index() / jax.process_count().
+    max_sequences: train on the split's first N sequences in the dataset's order (0: all of them); e.g. the
+      paper's REDS models saw the first 120 of its 240 training sequences.
 
   Returns:
     A `TrainIterator` (a grain `DatasetIterator`: get_state/set_state, close) yielding
@@ -314,11 +316,18 @@ def create_train_iterator(*, dataset: str, data_dir: str | os.PathLike[str] | No
     raise ValueError(f'seed must be in [0, 2**32), got {seed}')
   if num_workers < 0:
     raise ValueError(f'num_workers must be >= 0, got {num_workers}')
+  if max_sequences < 0:
+    raise ValueError(f'max_sequences must be >= 0 (0: all), got {max_sequences}')
 
   builder = load_builder(dataset, data_dir)
   where = f'{dataset} split {split!r} in {builder.data_dir}'
   frame_source = _data_source(builder, split)
   table = records.sequence_table(builder, split)
+  if max_sequences:
+    if max_sequences > len(table):
+      raise ValueError(f'max_sequences={max_sequences}, but {where} has only {len(table)} sequences.')
+    table = table[:max_sequences]
+    where += f' (its first {max_sequences} sequences)'
   stored = dataset_frame_format(builder, dataset)
   windows = WindowSource(frame_source, table, frames, where, stored)
   if crop_size is not None:  # fail fast on the first frame rather than inside a worker
@@ -338,6 +347,8 @@ def create_train_iterator(*, dataset: str, data_dir: str | os.PathLike[str] | No
   pipeline = {'dataset': dataset, 'split': split, 'global_batch_size': global_batch_size, 'frames': frames,
               'past_frames': past_frames, 'future_frames': future_frames, 'crop_size': crop_size, 'seed': seed,
               'shard_index': shard_index, 'shard_count': shard_count}
+  if max_sequences:
+    pipeline['max_sequences'] = max_sequences
   return TrainIterator(ds, _read_options(num_workers), num_workers, pipeline)
 
 

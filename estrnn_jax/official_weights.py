@@ -81,13 +81,20 @@ def _flax_location(torch_key: str) -> tuple[tuple[str, ...], str] | None:
 
 def infer_config(state_dict: Mapping[str, Any]) -> dict[str, int]:
   """Reads n_features, n_blocks and the GSA window size (past+future+1) off the tensors' shapes."""
-  try:
-    n_features = int(state_dict['cell.F_B0.weight'].shape[0])
-    fuse_channels = int(state_dict['fusion.fusion.weight'].shape[0])
-  except KeyError as e:
-    raise CheckpointMismatchError(f'not an ESTRNN state dict: no tensor {e.args[0]!r}') from None
+  if 'cell.F_B0.weight' not in state_dict:
+    raise CheckpointMismatchError("not an ESTRNN state dict: no tensor 'cell.F_B0.weight'")
+  variant = [what for what, present in (('GSA tensors (fusion.*)', 'fusion.fusion.weight' in state_dict),
+                                        ('RDB cell tensors (cell.F_R.RDBs.*)',
+                                         any(k.startswith('cell.F_R.RDBs.') for k in state_dict))) if not present]
+  if variant:
+    raise CheckpointMismatchError(
+        f"it has no {' and no '.join(variant)}: the official converter reads only the paper's model (cell='rdb', "
+        "fusion='gsa'), the only one with released weights; an ablation variant (cell='resblock', "
+        "fusion='concat' or 'none') or another network cannot be converted")
+  n_features = int(state_dict['cell.F_B0.weight'].shape[0])
+  fuse_channels = int(state_dict['fusion.fusion.weight'].shape[0])
   blocks = {int(m.group(1)) for k in state_dict if (m := re.match(r'cell\.F_R\.RDBs\.(\d+)\.', k))}
-  if not blocks or blocks != set(range(len(blocks))):
+  if blocks != set(range(len(blocks))):
     raise CheckpointMismatchError(f'not an ESTRNN state dict: F_R RDB indices are {sorted(blocks)}')
   if fuse_channels % (5 * n_features):
     raise CheckpointMismatchError(

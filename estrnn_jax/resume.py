@@ -24,6 +24,7 @@ RESUMABLE_FIELDS = (
     'dataset.data_dir', 'dataset.num_workers', 'compilation_cache_dir',
     'model.remat', 'unroll_time',   # how the same computation is scheduled, not what it computes
     'init_from',                    # only read by a fresh run; a resume continues from its own checkpoint
+    'grad_accum_steps',             # the same update, computed in more or fewer pieces
 )
 # ESTRNN fields that change how it runs, not what it computes.
 RESUMABLE_MODEL_FIELDS = ('remat',)

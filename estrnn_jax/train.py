@@ -20,6 +20,7 @@ the gradient all-reduce. The state is built shapes-first (`jax.eval_shape` -> sh
 
 from collections.abc import Mapping
 import functools
+import os
 import signal
 import threading
 from typing import Any
@@ -119,6 +120,10 @@ def create_train_state(model: model_lib.ESTRNN, tx: optax.GradientTransformation
   return state, state_sharding
 
 
+def _state_from_params(params: Any, *, tx: optax.GradientTransformation) -> TrainState:
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+
+
 def forward(model: model_lib.ESTRNN, params: Any, frames: jax.Array, *, unroll: bool = True) -> jax.Array:
   """`model.apply({'params': params}, frames)`, optionally with the recurrence unrolled over time.
 
@@ -143,19 +148,78 @@ def forward(model: model_lib.ESTRNN, params: Any, frames: jax.Array, *, unroll: 
   return outputs[:, :, :height, :width, :]
 
 
+# Model fields a fine-tuning source (`config.init_from`) may differ in: how the model runs, not what it computes.
+_EXECUTION_FIELDS = ('dtype', 'remat', 'fold_gsa')
+
+
+def load_init_params(path: str, model: model_lib.ESTRNN) -> Any:
+  """The parameters stored at `path` (`config.init_from`), checked to be `model`'s.
+
+  `path`: an official `.pth.tar` (converted on the fly; read with `model`'s past/future window), a converted
+  model directory, a checkpoint step directory or a training workdir (its latest step).
+  Raises ValueError naming every model field (architecture, window, ablation switches, residual) in which the
+  stored model differs from `model`.
+  """
+  source, variables = checkpoints.restore_model(os.path.expanduser(path), past_frames=model.past_frames,
+                                                future_frames=model.future_frames)
+  theirs, ours = source.to_config(), model.to_config()
+  differing = [f'{name} = {theirs.get(name)!r} there, {ours.get(name)!r} in config.model' for name in sorted(ours)
+               if name not in _EXECUTION_FIELDS and theirs.get(name) != ours.get(name)]
+  if differing:
+    raise ValueError(f'config.init_from={path} holds another model than config.model: {"; ".join(differing)}.')
+  return variables['params']
+
+
+def check_accumulation(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> int:
+  """`config.grad_accum_steps`, checked: >= 1, and each device's share of the batch splits into that many."""
+  steps = config.grad_accum_steps
+  devices = mesh.devices.size
+  if steps < 1 or config.batch_size % (steps * devices):
+    raise ValueError(f'config.grad_accum_steps={steps} must be >= 1 and divide each device\'s share of '
+                     f'config.batch_size={config.batch_size} over {devices} device(s) (batch_size must be a '
+                     f'multiple of grad_accum_steps x devices = {max(steps, 1) * devices}).')
+  return steps
+
+
+def loss_and_grads(params: Any, batch: Mapping[str, jax.Array], *, model: model_lib.ESTRNN,
+                   loss_fn: losses.LossFn, unroll: bool = True, accumulation_steps: int = 1
+                   ) -> tuple[jax.Array, Any]:
+  """The batch's mean loss and its gradient with respect to `params`.
+
+  With `accumulation_steps` k > 1 the batch is split into k micro-batches of B/k windows (rows i, i+k, ..., so
+  each stays spread over the devices the batch is sharded on) run one after another in a scan, and their
+  losses and gradients averaged: the same numbers as the whole batch at once (every loss here is a mean over
+  equally many elements per window), with the activation memory of one micro-batch.
+  """
+  def compute_loss(params, micro_batch):
+    outputs = forward(model, params, micro_batch['blur'], unroll=unroll)
+    return loss_fn(outputs, micro_batch['sharp'])
+
+  if accumulation_steps == 1:
+    return jax.value_and_grad(compute_loss)(params, batch)
+  k = accumulation_steps
+  micro_batches = jax.tree.map(lambda x: x.reshape(x.shape[0] // k, k, *x.shape[1:]).swapaxes(0, 1), batch)
+
+  def accumulate(totals, micro_batch):
+    loss, grads = jax.value_and_grad(compute_loss)(params, micro_batch)
+    return jax.tree.map(jnp.add, totals, (loss, grads)), None
+
+  zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params))
+  (loss, grads), _ = jax.lax.scan(accumulate, zeros, micro_batches)
+  return jax.tree.map(lambda x: x / k, (loss, grads))
+
+
 def train_step(state: TrainState, batch: Mapping[str, jax.Array], *, model: model_lib.ESTRNN,
                tx: optax.GradientTransformation, loss_fn: losses.LossFn, schedule: optax.Schedule,
-               unroll: bool = True) -> tuple[TrainState, dict[str, jax.Array]]:
+               unroll: bool = True, accumulation_steps: int = 1) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimiser update on a global batch {'blur': (B,T,h,w,3), 'sharp': (B,T-p-f,h,w,3)} in [-0.5, 0.5].
 
+  `accumulation_steps` > 1 computes the batch's gradient in that many micro-batches (`loss_and_grads`).
   Returns the new state and scalar metrics: loss (before the update), grad_norm (before clipping),
   param_norm (after the update) and learning_rate (used for this update).
   """
-  def compute_loss(params):
-    outputs = forward(model, params, batch['blur'], unroll=unroll)
-    return loss_fn(outputs, batch['sharp'])
-
-  loss, grads = jax.value_and_grad(compute_loss)(state.params)
+  loss, grads = loss_and_grads(state.params, batch, model=model, loss_fn=loss_fn, unroll=unroll,
+                               accumulation_steps=accumulation_steps)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
@@ -227,6 +291,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
   local_batch = sharding.check_batch_size(config.batch_size, mesh)
 
   model = create_model(config)
+  accumulation_steps = check_accumulation(config, mesh)
   if jax.process_index() == 0:
     atomic.write_json(workdir / checkpoints.CONFIG_FILE, config.to_dict())
     atomic.write_json(workdir / checkpoints.MODEL_CONFIG_FILE, model.to_config())
@@ -246,7 +311,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
       dataset=config.dataset.name, data_dir=config.dataset.data_dir, split=config.dataset.train_split,
       global_batch_size=config.batch_size, frames=config.dataset.frames, past_frames=config.model.past_frames,
       future_frames=config.model.future_frames, crop_size=config.dataset.crop_size, seed=config.seed,
-      num_workers=config.dataset.num_workers)
+      num_workers=config.dataset.num_workers, max_sequences=config.dataset.train_sequences)
 
   manager = checkpoints.checkpoint_manager(workdir, keep=config.keep_checkpoints,
                                            keep_best=config.keep_best_checkpoints)
@@ -258,11 +323,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
     restored = manager.restore(latest, args=checkpoints.restore_args(abstract_state, train_iter))
     state = restored[checkpoints.STATE_ITEM]
     train_iter = restored[checkpoints.DATA_ITER_ITEM]
+  elif config.init_from:
+    # Fine-tuning: the stored weights at step 0, a fresh optimiser.
+    params = load_init_params(config.init_from, model)
+    state = jax.jit(functools.partial(_state_from_params, tx=tx), out_shardings=state_sharding)(params)
+    logging.info('Initialised the parameters from %s (step 0, fresh optimiser state).', config.init_from)
   start_step = int(jax.device_get(state.step))
 
   p_train_step = jax.jit(
       functools.partial(train_step, model=model, tx=tx, loss_fn=loss_fn, schedule=schedule,
-                        unroll=config.unroll_time),
+                        unroll=config.unroll_time, accumulation_steps=accumulation_steps),
       in_shardings=(state_sharding, sharding.data_sharding(mesh)),
       out_shardings=(state_sharding, sharding.replicated(mesh)),
       donate_argnames=('state',), compiler_options=jit_utils.cpu_compiler_options())
@@ -300,7 +370,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
     last_saved = step
 
   try:
-    if start_step >= config.num_train_steps:
+    if latest is None and config.num_train_steps == 0:
+      save(0)  # a workdir holding the initial (e.g. `init_from`) weights
+      logging.info('num_train_steps=0: wrote the step-0 checkpoint of the initial parameters.')
+    elif start_step >= config.num_train_steps:
       logging.info('Already trained for %d >= num_train_steps=%d steps; nothing to do.', start_step,
                    config.num_train_steps)
     step = start_step

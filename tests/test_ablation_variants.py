@@ -4,11 +4,14 @@ should, and the streaming deblurrer gives exactly the model's own outputs for ea
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from estrnn_jax import images
 from estrnn_jax import inference
+from estrnn_jax import losses
 from estrnn_jax import model as model_lib
+from estrnn_jax import train
 
 # (cell, fusion, past, future): the Table 4 variants and causal / asymmetric windows.
 VARIANTS = [
@@ -54,8 +57,7 @@ def test_bad_variants_are_one_clear_error():
 @pytest.mark.parametrize('cell, fusion, past, future', VARIANTS)
 def test_streaming_equals_the_model_for_every_variant(cell, fusion, past, future):
   model = _model(cell, fusion, past, future)
-  variables = {'params': model_lib.init_params(model, 1)} if hasattr(model_lib, 'init_params') else \
-      model_lib.init_variables(model, 1)
+  variables = {'params': model_lib.init_params(model, 1)}
   clip = np.random.default_rng(0).uniform(-0.5, 0.5, (7, 16, 20, 3)).astype(np.float32)
   expected = np.asarray(jax.jit(model.apply)(variables, clip[None]))[0]  # frames past .. T-future-1
   assert expected.shape == (7 - past - future, 16, 20, 3)
@@ -69,3 +71,22 @@ def test_streaming_equals_the_model_for_every_variant(cell, fusion, past, future
   np.testing.assert_allclose(streamed[past:7 - future], expected, atol=2e-5, rtol=0)
   offline = inference.deblur_video(model, variables, clip, value_range=images.MODEL_RANGE, group_size=3)
   np.testing.assert_allclose(offline, streamed, atol=2e-5, rtol=0)
+
+
+@pytest.mark.parametrize('cell, fusion, past, future', [v for v in VARIANTS if v[:2] != ('rdb', 'gsa')])
+def test_every_ablation_variant_trains_one_step(cell, fusion, past, future):
+  """One Adam step (the training step of `train`, unrolled as on a CPU) lowers the loss on its own batch."""
+  model = _model(cell, fusion, past, future)
+  params = model_lib.init_params(model, 0)
+  rng = np.random.default_rng(1)
+  sharp = rng.uniform(-0.5, 0.5, (2, 5, 16, 16, 3)).astype(np.float32)
+  batch = {'blur': sharp + 0.05 * rng.standard_normal(sharp.shape).astype(np.float32),
+           'sharp': sharp[:, past:5 - future]}
+  tx = optax.adam(1e-3)
+  state = train.TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+  step = jax.jit(lambda s, b: train.train_step(s, b, model=model, tx=tx, loss_fn=losses.get_loss_fn('mse'),
+                                               schedule=optax.constant_schedule(1e-3)))
+  state, first = step(state, batch)
+  _, second = step(state, batch)
+  assert int(state.step) == 1 and np.isfinite(float(first['grad_norm'])) and float(first['grad_norm']) > 0
+  assert float(second['loss']) < float(first['loss'])

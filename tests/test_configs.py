@@ -74,7 +74,7 @@ def test_bsd_recipe(setting, size, features, blocks):
 
 @pytest.mark.parametrize('module,dataset,steps_per_epoch,eval_split', [
     (gopro, 'gopro/blur_gamma_960x540', 488, 'test'),  # (2103 - 7 * 22) = 1949 samples, ceil(1949 / 4)
-    (reds, 'reds', 5580, 'validation'),  # 240 * 93 = 22320 samples / 4
+    (reds, 'reds', 2790, 'validation'),  # the first 120 sequences: 120 * 93 = 11160 samples / 4
     (dvd, 'dvd', 1321, 'test'),  # (5708 - 7 * 61) = 5281 samples, ceil(5281 / 4)
 ])
 @pytest.mark.parametrize('size,features,blocks', [('b15c80', 16, 15), ('b9c60', 12, 9)])
