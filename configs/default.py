@@ -87,8 +87,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset.frames = 6
   # Side of the square random crop (same crop and flips for every frame of a window). Multiple of 4.
   config.dataset.crop_size = 48
-  # grain worker processes per host for training data (0: decode in the main process).
-  config.dataset.num_workers = 2
+  # grain worker processes per host for training data (0: read in the training process; -1: sized for the host,
+  # none on <= 4 cores, where workers would compete with XLA's threads; see input_pipeline.resolve_num_workers).
+  config.dataset.num_workers = -1
 
   # Loss: 'charbonnier_color' (the reference's default, and BSD's), 'charbonnier' or 'mse' (GOPRO's and REDS's;
   # it optimises PSNR directly and learned faster here).

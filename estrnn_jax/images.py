@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 # The model's own value range: frames in [-0.5, 0.5].
@@ -27,9 +29,59 @@ def from_uint8(frames_u8: np.ndarray) -> np.ndarray:
   return np.asarray(frames_u8, np.float32) / 255.0 - 0.5
 
 
+# from_uint8 of every uint8 value: the table `normalise_on_device` looks values up in.
+_UINT8_TO_MODEL = from_uint8(np.arange(256, dtype=np.uint8))
+
+
+def normalise_on_device(frames: jax.Array) -> jax.Array:
+  """Inside a jitted step: uint8 frames -> float32 [-0.5, 0.5], equal to `from_uint8` bit for bit; frames
+  of another dtype are returned as they are (already in the model's range).
+
+  A lookup in a 256-entry table of `from_uint8`'s values: XLA rewrites `x / 255` as `x * (1 / 255)`, which
+  differs from the division in the last bit for 205 of the 256 values, and a training batch must be the same
+  whether the host or the device converts it.
+  """
+  if frames.dtype != jnp.uint8:
+    return frames
+  return jnp.asarray(_UINT8_TO_MODEL)[frames]
+
+
 def to_uint8(frames: np.ndarray) -> np.ndarray:
   """float [-0.5, 0.5] (any shape) -> uint8: `x * 255 + 127.5`, rounded to nearest, clipped to [0, 255]."""
   return np.clip(np.rint(np.asarray(frames, np.float32) * 255.0 + 127.5), 0, 255).astype(np.uint8)
+
+
+def _to_uint8_thresholds() -> np.ndarray:
+  """(257,) float32: entry k is the smallest float32 x with `to_uint8(x) >= k` (k = 1 .. 255); -inf and +inf
+  at the ends. Found by bisection over float32 values, so it reproduces `to_uint8`'s rounding exactly."""
+  k = np.arange(1, 256)
+  lo, hi = np.full(255, -1.0, np.float32), np.full(255, 1.0, np.float32)  # to_uint8: 0 at -1, 255 at 1
+  while True:
+    mid = ((lo.astype(np.float64) + hi) / 2).astype(np.float32)
+    open_ = (mid != lo) & (mid != hi)
+    if not open_.any():
+      break
+    above = to_uint8(mid) >= k
+    hi = np.where(open_ & above, mid, hi)
+    lo = np.where(open_ & ~above, mid, lo)
+  return np.concatenate([[-np.inf], hi, [np.inf]]).astype(np.float32)
+
+
+_TO_UINT8_THRESHOLDS = _to_uint8_thresholds()
+
+
+def to_uint8_on_device(frames: jax.Array) -> jax.Array:
+  """Inside a jitted function: float [-0.5, 0.5] -> uint8, equal to `to_uint8` bit for bit.
+
+  `x * 255 + 127.5` on the device may round differently (XLA may fuse it into one multiply-add), which moves
+  values that lie on a rounding boundary by one level; the estimate is therefore corrected against the exact
+  thresholds of `to_uint8` (two table lookups per value).
+  """
+  thresholds = jnp.asarray(_TO_UINT8_THRESHOLDS)
+  frames = frames.astype(jnp.float32)
+  estimate = jnp.clip(jnp.rint(frames * 255.0 + 127.5), 0, 255).astype(jnp.int32)
+  estimate = estimate + (frames >= thresholds[estimate + 1]) - (frames < thresholds[estimate])
+  return estimate.astype(jnp.uint8)
 
 
 def uint16_to_uint8(frames_u16: np.ndarray) -> np.ndarray:

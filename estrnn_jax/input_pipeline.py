@@ -9,7 +9,10 @@ example (a sequence of length L gives L - frames + 1 windows; windows never cros
 epoch visits every window once, in an order reshuffled every epoch; each window gets one random crop and
 random horizontal and vertical flips (p = 0.5 each) shared by all its frames and by blur and sharp (the
 reference's augmentation). Batches are `{'blur': (B, T, h, w, 3), 'sharp': (B, T - past - future, h, w, 3)}`
-float32 in [-0.5, 0.5], the targets being the centre frames `[past : T - future]`.
+uint8, the targets being the centre frames `[past : T - future]`; the jitted step maps them to the model's
+[-0.5, 0.5] on the device (`images.normalise_on_device`), so a quarter of float32's bytes leave the host.
+A window reads its T records and decodes only what it uses: the crop of the T blurry frames and of the
+centre sharp frames, cropped before any conversion (for raw frames, a slice of the record's bytes).
 
 Multi-host: the shuffled, augmented stream of windows is global (its order and crops depend only on the
 seed); process `p` of `n` takes windows `p, p + n, p + 2n, ...` of it, so the union of the per-process
@@ -41,7 +44,6 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from estrnn_jax import frame_storage
-from estrnn_jax import images
 from estrnn_jax import records
 
 # Per-thread decoding batch for evaluation: frames decoded together by one thread.
@@ -74,7 +76,12 @@ def _data_source(builder: tfds.core.DatasetBuilder, split: str):
   if split not in builder.info.splits:
     raise ValueError(f'Dataset {builder.info.full_name} in {builder.data_dir} has no split {split!r} '
                      f'(splits: {sorted(builder.info.splits)}).')
-  return builder.as_data_source(split=split)
+  # Datasets built before frame storage formats declare their frames as TFDS `Image` features (read from their
+  # features.json when the builder class is not imported): keep those PNG bytes as they are too.
+  features = builder.info.features
+  legacy = {key: tfds.decode.SkipDecoding() for key in ('blur', 'sharp')
+            if isinstance(features[key], tfds.features.Image)}
+  return builder.as_data_source(split=split, decoders=legacy or None)
 
 
 def dataset_frame_format(builder: tfds.core.DatasetBuilder, dataset: str) -> str:
@@ -117,11 +124,8 @@ def _record_name(value: Any) -> str:
   return value.decode('utf-8') if isinstance(value, bytes) else str(value)
 
 
-def _decode_records(frame_records: Sequence[dict[str, Any]], name: str, first_frame: int, where: str, stored: str
-                    ) -> tuple[np.ndarray, np.ndarray]:
-  """Checks that `frame_records` are frames first_frame, first_frame + 1, ... of sequence `name` and decodes
-  them -> (blur, sharp) uint8 (len(frame_records), H, W, 3)."""
-  blur, sharp = [], []
+def _check_records(frame_records: Sequence[dict[str, Any]], name: str, first_frame: int, where: str) -> None:
+  """Raises unless `frame_records` are frames first_frame, first_frame + 1, ... of sequence `name`."""
   for offset, record in enumerate(frame_records):
     found = (_record_name(record['sequence']), int(record['frame_index']))
     if found != (name, first_frame + offset):
@@ -129,7 +133,16 @@ def _decode_records(frame_records: Sequence[dict[str, Any]], name: str, first_fr
           f'{where}: expected frame {first_frame + offset} of sequence {name!r} but the record holds frame '
           f'{found[1]} of sequence {found[0]!r}; the dataset\'s records do not match its sequence table '
           '(rebuild the dataset).')
-    what = f'frame {found[1]} of sequence {name!r} of {where}'
+
+
+def _decode_records(frame_records: Sequence[dict[str, Any]], name: str, first_frame: int, where: str, stored: str
+                    ) -> tuple[np.ndarray, np.ndarray]:
+  """Checks that `frame_records` are frames first_frame, first_frame + 1, ... of sequence `name` and decodes
+  them -> (blur, sharp) uint8 (len(frame_records), H, W, 3)."""
+  _check_records(frame_records, name, first_frame, where)
+  blur, sharp = [], []
+  for offset, record in enumerate(frame_records):
+    what = f'frame {first_frame + offset} of sequence {name!r} of {where}'
     blur.append(frame_storage.decode(record['blur'], stored, what=f'the blurry {what}'))
     sharp.append(frame_storage.decode(record['sharp'], stored, what=f'the sharp {what}'))
     if blur[-1].shape != sharp[-1].shape or blur[-1].shape != blur[0].shape:
@@ -139,15 +152,18 @@ def _decode_records(frame_records: Sequence[dict[str, Any]], name: str, first_fr
 
 
 class WindowSource(grain.sources.RandomAccessDataSource):
-  """Random access to `frames`-frame windows: element i = {'blur', 'sharp': uint8 (T, H, W, 3), 'sequence'}.
+  """Random access to `frames`-frame windows, undecoded: element i = {'blur': the T frames' stored bytes,
+  'sharp': the stored bytes of the centre frames `[past : T - future]` only, 'sequence': name, 'first_frame':
+  the window's first frame in its sequence}.
 
-  Reads and decodes exactly the window's T records.
+  Reads exactly the window's T records and checks they are the frames the sequence table says.
   """
 
-  def __init__(self, frame_source, table: Sequence[records.SequenceRow], frames: int, where: str, stored: str):
+  def __init__(self, frame_source, table: Sequence[records.SequenceRow], frames: int, where: str, *,
+               past_frames: int = 0, future_frames: int = 0):
     self._source = frame_source
-    self._stored = stored
     self._frames = frames
+    self._targets = slice(past_frames, frames - future_frames)
     self._where = where
     self._starts = window_starts(table, frames, where=where)
     # For each window: its sequence's row (for names in checks and errors).
@@ -161,47 +177,87 @@ class WindowSource(grain.sources.RandomAccessDataSource):
   def __getitem__(self, index: int) -> dict[str, Any]:
     start = int(self._starts[index])
     name, first, _ = self._table[self._sequence_of_window[index]]
-    frame_records = self._source.__getitems__(list(range(start, start + self._frames)))
-    blur, sharp = _decode_records(frame_records, name, start - first, self._where, self._stored)
-    return {'blur': blur, 'sharp': sharp, 'sequence': name}
+    # One record at a time: this already runs in one of grain's reader threads, and the data source's batched
+    # read (`__getitems__`) would start a thread pool of its own for every window (~50% more CPU per window).
+    frame_records = [self._source[i] for i in range(start, start + self._frames)]
+    _check_records(frame_records, name, start - first, self._where)
+    return {'blur': [r['blur'] for r in frame_records], 'sharp': [r['sharp'] for r in frame_records[self._targets]],
+            'sequence': name, 'first_frame': start - first}
 
   def __repr__(self) -> str:
     return f'WindowSource({self._where}, frames={self._frames}, windows={len(self)})'
 
 
 @dataclasses.dataclass(frozen=True)
-class CropFlipNormalise(grain.transforms.RandomMap):
-  """One random crop and random h/v flips for a whole window; uint8 -> float32 [-0.5, 0.5]; centre targets.
+class CropFlip(grain.transforms.RandomMap):
+  """One random crop and random h/v flips for a whole window, read straight from the stored frames.
 
-  Input: {'blur', 'sharp': uint8 (T, H, W, 3), 'sequence': name}. Output: {'blur': (T, c, c, 3),
-  'sharp': (T - past - future, c, c, 3)} float32, c = crop_size (None: the full H x W frame).
+  Input: a `WindowSource` element. Output: {'blur': uint8 (T, c, c, 3), 'sharp': uint8 (T', c, c, 3)} (T' centre
+  frames), c = crop_size (None: the full H x W frame). Only the crop of each frame is decoded (for raw
+  frames: sliced from the record's bytes; PNG frames are decoded whole, then cropped); flips are views until
+  the frames are stacked, so each output byte is copied once. Draws the crop's top, left, then the horizontal
+  and vertical flip from `rng`, in that order.
   """
   crop_size: int | None
   past_frames: int
-  future_frames: int
+  stored: str  # the dataset's frame storage format
+  where: str
 
   def random_map(self, element: dict[str, Any], rng: np.random.Generator) -> dict[str, np.ndarray]:
-    blur, sharp = element['blur'], element['sharp']
-    num_frames, height, width, _ = blur.shape
+    name, first = element['sequence'], element['first_frame']
+    what = lambda kind, k: f'the {kind} frame {first + k} of sequence {name!r} of {self.where}'
+    height, width = frame_storage.frame_size(element['blur'][0], self.stored, what('blurry', 0))
+    crop = (0, 0, height, width)
     if self.crop_size is not None:
       if self.crop_size > height or self.crop_size > width:
         raise ValueError(f'crop_size={self.crop_size} is larger than the {height}x{width} frames of sequence '
-                         f'{element["sequence"]!r}.')
+                         f'{name!r} of {self.where}.')
       y = int(rng.integers(0, height - self.crop_size + 1))
       x = int(rng.integers(0, width - self.crop_size + 1))
-      blur = blur[:, y:y + self.crop_size, x:x + self.crop_size]
-      sharp = sharp[:, y:y + self.crop_size, x:x + self.crop_size]
-    if rng.random() < 0.5:  # horizontal flip
-      blur, sharp = blur[:, :, ::-1], sharp[:, :, ::-1]
-    if rng.random() < 0.5:  # vertical flip
-      blur, sharp = blur[:, ::-1], sharp[:, ::-1]
-    sharp = sharp[self.past_frames:num_frames - self.future_frames]
-    return {'blur': images.from_uint8(blur), 'sharp': images.from_uint8(sharp)}
+      crop = (y, x, self.crop_size, self.crop_size)
+    flip_h, flip_v = rng.random() < 0.5, rng.random() < 0.5
+    rows = slice(None, None, -1 if flip_v else 1)
+    cols = slice(None, None, -1 if flip_h else 1)
+
+    def read(data: bytes, kind: str, k: int) -> np.ndarray:
+      size = frame_storage.frame_size(data, self.stored, what(kind, k))
+      if size != (height, width):
+        raise ValueError(f'{what(kind, k)} is {size[1]}x{size[0]} but the window\'s first frame is '
+                         f'{width}x{height}: frame sizes differ inside the sequence or between blurry and sharp.')
+      return frame_storage.decode(data, self.stored, crop, what(kind, k))[rows, cols]
+
+    return {'blur': np.stack([read(data, 'blurry', k) for k, data in enumerate(element['blur'])]),
+            'sharp': np.stack([read(data, 'sharp', self.past_frames + k) for k, data in enumerate(element['sharp'])])}
+
+
+# Hosts with at most this many cores read training data in the training process: worker processes would
+# compete with XLA's threads for the few cores (on 2 cores, 2 workers made the default run ~1.5x slower).
+_IN_PROCESS_MAX_CORES = 4
+_MAX_AUTO_WORKERS = 32
+
+
+def resolve_num_workers(num_workers: int) -> int:
+  """The worker processes to start for a requested `num_workers` on this host.
+
+  -1 (auto): none on hosts with <= 4 cores, else half the cores (at most 32); the training process keeps
+  the other half for dispatch and its own threads. An explicit count above the host's cores is reduced to
+  the core count (a warning says so) rather than oversubscribing the host.
+  """
+  cpus = os.cpu_count() or 1
+  if num_workers < -1:
+    raise ValueError(f'num_workers must be >= 0, or -1 for automatic, got {num_workers}')
+  if num_workers == -1:
+    return 0 if cpus <= _IN_PROCESS_MAX_CORES else min(cpus // 2, _MAX_AUTO_WORKERS)
+  if num_workers > cpus:
+    logging.warning('num_workers=%d is more than this host\'s %d cores; starting %d.', num_workers, cpus, cpus)
+    return cpus
+  return num_workers
 
 
 def _read_options(num_workers: int) -> grain.ReadOptions:
   """Threads per process sized for the host (grain's default, 16 threads and 500 buffered elements, is
-  made for small records and oversubscribes small machines); buffers are counted in batches here."""
+  made for small records and oversubscribes small machines): the cores shared among the processes that
+  read, at most 8 each; buffers are counted in batches here."""
   cpus = os.cpu_count() or 1
   threads = max(1, min(8, cpus // max(1, num_workers)))
   return grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2 * threads)
@@ -293,15 +349,16 @@ def create_train_iterator(*, dataset: str, data_dir: str | os.PathLike[str] | No
     past_frames, future_frames: frames without a target at the start / end of each window.
     crop_size: side of the square random crop; None keeps full frames.
     seed: fixes the window order and the augmentation (0 <= seed < 2**32).
-    num_workers: worker processes for reading and decoding (0: threads in this process only).
+    num_workers: worker processes for reading (0: threads in this process only; -1: sized for this host,
+      see `resolve_num_workers`).
     shard_index, shard_count: this process's shard; default jax.process_index() / jax.process_count().
     max_sequences: train on the split's first N sequences in the dataset's order (0: all of them); e.g. the
       paper's REDS models saw the first 120 of its 240 training sequences.
 
   Returns:
     A `TrainIterator` (a grain `DatasetIterator`: get_state/set_state, close) yielding
-    {'blur': float32 (b, T, h, w, 3), 'sharp': float32 (b, T - past - future, h, w, 3)} in [-0.5, 0.5],
-    b = global_batch_size // shard_count.
+    {'blur': uint8 (b, T, h, w, 3), 'sharp': uint8 (b, T - past - future, h, w, 3)}, b = global_batch_size //
+    shard_count (`images.normalise_on_device` maps them to the model's range inside the jitted step).
   """
   shard_index, shard_count = _resolve_shard(shard_index, shard_count)
   if global_batch_size < 1 or global_batch_size % shard_count:
@@ -314,8 +371,7 @@ def create_train_iterator(*, dataset: str, data_dir: str | os.PathLike[str] | No
     raise ValueError(f'crop_size must be positive or None, got {crop_size}')
   if not 0 <= seed < 2**32:
     raise ValueError(f'seed must be in [0, 2**32), got {seed}')
-  if num_workers < 0:
-    raise ValueError(f'num_workers must be >= 0, got {num_workers}')
+  num_workers = resolve_num_workers(num_workers)
   if max_sequences < 0:
     raise ValueError(f'max_sequences must be >= 0 (0: all), got {max_sequences}')
 
@@ -329,7 +385,7 @@ def create_train_iterator(*, dataset: str, data_dir: str | os.PathLike[str] | No
     table = table[:max_sequences]
     where += f' (its first {max_sequences} sequences)'
   stored = dataset_frame_format(builder, dataset)
-  windows = WindowSource(frame_source, table, frames, where, stored)
+  windows = WindowSource(frame_source, table, frames, where, past_frames=past_frames, future_frames=future_frames)
   if crop_size is not None:  # fail fast on the first frame rather than inside a worker
     first_blur = frame_source[table[0][1]]['blur']
     height, width = frame_storage.frame_size(first_blur, stored, f'the first frame of {where}')
@@ -341,7 +397,7 @@ def create_train_iterator(*, dataset: str, data_dir: str | os.PathLike[str] | No
 
   ds = grain.MapDataset.source(windows).seed(seed)
   ds = ds.shuffle().repeat()  # a new order every epoch
-  ds = ds.random_map(CropFlipNormalise(crop_size, past_frames, future_frames))
+  ds = ds.random_map(CropFlip(crop_size, past_frames, stored, where))
   ds = ds[shard_index::shard_count]
   ds = ds.batch(batch_size, drop_remainder=True)
   pipeline = {'dataset': dataset, 'split': split, 'global_batch_size': global_batch_size, 'frames': frames,

@@ -40,6 +40,7 @@ import orbax.checkpoint as ocp
 from estrnn_jax import atomic
 from estrnn_jax import checkpoints
 from estrnn_jax import evaluation
+from estrnn_jax import images
 from estrnn_jax import input_pipeline
 from estrnn_jax import jit_utils
 from estrnn_jax import losses
@@ -184,7 +185,7 @@ def check_accumulation(config: ml_collections.ConfigDict, mesh: jax.sharding.Mes
 def loss_and_grads(params: Any, batch: Mapping[str, jax.Array], *, model: model_lib.ESTRNN,
                    loss_fn: losses.LossFn, unroll: bool = True, accumulation_steps: int = 1
                    ) -> tuple[jax.Array, Any]:
-  """The batch's mean loss and its gradient with respect to `params`.
+  """The batch's mean loss and its gradient with respect to `params`; frames uint8 or float in [-0.5, 0.5].
 
   With `accumulation_steps` k > 1 the batch is split into k micro-batches of B/k windows (rows i, i+k, ..., so
   each stays spread over the devices the batch is sharded on) run one after another in a scan, and their
@@ -192,8 +193,10 @@ def loss_and_grads(params: Any, batch: Mapping[str, jax.Array], *, model: model_
   equally many elements per window), with the activation memory of one micro-batch.
   """
   def compute_loss(params, micro_batch):
-    outputs = forward(model, params, micro_batch['blur'], unroll=unroll)
-    return loss_fn(outputs, micro_batch['sharp'])
+    # uint8 frames (as the input pipeline ships them) become [-0.5, 0.5] here, on the device.
+    blur, sharp = images.normalise_on_device(micro_batch['blur']), images.normalise_on_device(micro_batch['sharp'])
+    outputs = forward(model, params, blur, unroll=unroll)
+    return loss_fn(outputs, sharp)
 
   if accumulation_steps == 1:
     return jax.value_and_grad(compute_loss)(params, batch)
@@ -212,7 +215,8 @@ def loss_and_grads(params: Any, batch: Mapping[str, jax.Array], *, model: model_
 def train_step(state: TrainState, batch: Mapping[str, jax.Array], *, model: model_lib.ESTRNN,
                tx: optax.GradientTransformation, loss_fn: losses.LossFn, schedule: optax.Schedule,
                unroll: bool = True, accumulation_steps: int = 1) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One optimiser update on a global batch {'blur': (B,T,h,w,3), 'sharp': (B,T-p-f,h,w,3)} in [-0.5, 0.5].
+  """One optimiser update on a global batch {'blur': (B,T,h,w,3), 'sharp': (B,T-p-f,h,w,3)}: uint8 frames as the
+  input pipeline ships them (normalised on the device, in `loss_and_grads`) or float frames in [-0.5, 0.5].
 
   `accumulation_steps` > 1 computes the batch's gradient in that many micro-batches (`loss_and_grads`).
   Returns the new state and scalar metrics: loss (before the update), grad_norm (before clipping),

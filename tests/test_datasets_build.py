@@ -276,6 +276,13 @@ def test_datasets_built_before_frame_formats_are_read_as_png(tmp_path, caplog):
   builder = build_lib.build('bsd/2ms16ms', tmp_path / 'tfds', manual_dir=tmp_path / 'manual', frame_format='png')
   _rewrite_metadata(builder, frame_format=None)
   assert 'frame_format' not in json.loads((pathlib.Path(builder.data_dir) / 'metadata.json').read_text())
+  # Its features.json declared the frames as TFDS PNG `Image` features (what a reader without the builder code
+  # goes by): PNG records are the same bytes either way.
+  png_image = tfds.features.Image(shape=(None, None, 3), dtype=np.uint8, encoding_format='png')
+  tfds.features.FeaturesDict({
+      'blur': png_image, 'sharp': png_image, 'sequence': tfds.features.Text(),
+      'frame_index': tfds.features.Scalar(dtype=np.int32), 'sequence_length': tfds.features.Scalar(dtype=np.int32),
+  }).save_config(builder.data_dir)
   with caplog.at_level('WARNING'):
     [(name, blur, sharp)] = input_pipeline.iterate_sequences(dataset='bsd/2ms16ms', data_dir=tmp_path / 'tfds',
                                                              split='train')
@@ -283,6 +290,10 @@ def test_datasets_built_before_frame_formats_are_read_as_png(tmp_path, caplog):
   np.testing.assert_array_equal(blur, frames[('train', '000')][0])
   np.testing.assert_array_equal(sharp, frames[('train', '000')][1])
   assert f'python -m datasets.build --dataset bsd/2ms16ms --data_dir {tmp_path / "tfds"} --overwrite' in caplog.text
+  # Read from its files alone (no builder class), the frames come back as the stored PNG bytes too.
+  source = input_pipeline._data_source(tfds.builder_from_directory(builder.data_dir), 'train')  # pylint: disable=protected-access
+  first = frame_storage.decode_record(source[0], frame_storage.stored_format(None))
+  np.testing.assert_array_equal(first['blur'], frames[('train', '000')][0][0])
 
 
 def test_records_in_another_format_than_the_metadata_says_are_refused(tmp_path):

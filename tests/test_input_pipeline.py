@@ -5,11 +5,14 @@ channel 1 = frame index, channel 2 = a spatial ramp (y * W + x) mod 256 that mak
 """
 
 import collections
+import hashlib
 import io
 import json
+import os
 import pathlib
 
 import grain
+import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from PIL import Image
@@ -64,10 +67,9 @@ def take(iterator, n):
   return [next(iterator) for _ in range(n)]
 
 
-def decode_window(blur: np.ndarray, sharp: np.ndarray):
-  """Checks one (T, h, w, 3) / (T', h, w, 3) float example; returns (sequence, first frame, flips)."""
-  blur_u8, sharp_u8 = images.to_uint8(blur), images.to_uint8(sharp)
-  np.testing.assert_array_equal(images.from_uint8(blur_u8), blur)  # values are exact 8-bit levels
+def decode_window(blur_u8: np.ndarray, sharp_u8: np.ndarray):
+  """Checks one (T, h, w, 3) / (T', h, w, 3) uint8 example; returns (sequence, first frame, flips, crop)."""
+  assert blur_u8.dtype == np.uint8 and sharp_u8.dtype == np.uint8
   ids = blur_u8[..., 0]
   assert np.all(ids == ids.flat[0]) and ids.flat[0] % 10 == 0, 'a window mixes sequences or is not blurry'
   sequence = int(ids.flat[0]) // 10
@@ -96,10 +98,9 @@ def test_batches_are_consecutive_paired_centre_windows(data_dir):
   iterator = train_iterator(data_dir)
   batches = take(iterator, 3)  # one epoch: 12 windows
   for batch in batches:
-    assert batch['blur'].shape == (4, FRAMES, 16, 16, 3) and batch['blur'].dtype == np.float32
+    assert batch['blur'].shape == (4, FRAMES, 16, 16, 3) and batch['blur'].dtype == np.uint8
     assert batch['sharp'].shape == (4, FRAMES - PAST - FUTURE, 16, 16, 3)
-    assert batch['sharp'].dtype == np.float32
-    assert batch['blur'].min() >= -0.5 and batch['blur'].max() <= 0.5
+    assert batch['sharp'].dtype == np.uint8
   windows = [decode_window(b, s) for batch in batches for b, s in zip(batch['blur'], batch['sharp'])]
   # The first epoch visits every valid window exactly once.
   expected = sorted((seq, start) for seq, n in LAYOUT['train'].items() for start in range(n - FRAMES + 1))
@@ -120,6 +121,45 @@ def test_full_frames_without_crop(data_dir):
   for blur, sharp in zip(batch['blur'], batch['sharp']):
     _, _, _, offset = decode_window(blur, sharp)
     assert offset == (0, 0)
+
+
+# sha256 of the first 3 float32 batches (seed 7) of the pipeline as it was before it shipped uint8 (it
+# normalised on the host with images.from_uint8), recorded from that code on this test's dataset.
+_FLOAT_BATCHES_SHA256 = {
+    16: '99e5754258f13699635c5cfe437be535cec1c86e4817fbfbfbd3b03b9993d66a',
+    None: 'c8bebf472c2e4b61f907848987d9200da486969ee203d4cabada9bf83e0140bf',
+}
+
+
+@pytest.mark.parametrize('crop_size', [16, None])
+def test_uint8_batches_normalised_on_the_device_equal_the_old_float_batches(data_dir, crop_size):
+  iterator = train_iterator(data_dir, seed=7, crop_size=crop_size)
+  normalise = jax.jit(images.normalise_on_device)
+  digest = hashlib.sha256()
+  for _ in range(3):
+    batch = next(iterator)
+    for key in ('blur', 'sharp'):
+      assert batch[key].dtype == np.uint8
+      on_device = np.asarray(normalise(batch[key]))
+      assert on_device.dtype == np.float32
+      np.testing.assert_array_equal(on_device, images.from_uint8(batch[key]))
+      digest.update(key.encode())
+      digest.update(str(on_device.shape).encode())
+      digest.update(on_device.tobytes())
+  assert digest.hexdigest() == _FLOAT_BATCHES_SHA256[crop_size]
+
+
+def test_automatic_worker_count_fits_the_host(monkeypatch, caplog):
+  for cores, expected in ((1, 0), (2, 0), (4, 0), (16, 8), (96, 32)):
+    monkeypatch.setattr(os, 'cpu_count', lambda cores=cores: cores)
+    assert input_pipeline.resolve_num_workers(-1) == expected
+  monkeypatch.setattr(os, 'cpu_count', lambda: 16)
+  assert input_pipeline.resolve_num_workers(3) == 3
+  with caplog.at_level('WARNING'):
+    assert input_pipeline.resolve_num_workers(40) == 16
+  assert "num_workers=40 is more than this host's 16 cores; starting 16" in caplog.text
+  with pytest.raises(ValueError, match='num_workers must be >= 0, or -1 for automatic, got -2'):
+    input_pipeline.resolve_num_workers(-2)
 
 
 def test_deterministic_for_a_seed(data_dir):
@@ -247,6 +287,9 @@ class _FakeFrames:
   def __len__(self):
     return len(self._records)
 
+  def __getitem__(self, key):
+    return self._records[key]
+
   def __getitems__(self, keys):
     return [self._records[k] for k in keys]
 
@@ -257,20 +300,41 @@ def _png(pixels: np.ndarray) -> bytes:
   return buffer.getvalue()
 
 
+def _window(frame_source, table, frames, past=0, future=0, seed=0):
+  """Element 0 of a WindowSource read through CropFlip (full frames), as the training pipeline reads it."""
+  source = input_pipeline.WindowSource(frame_source, table, frames=frames, where='fake', past_frames=past,
+                                       future_frames=future)
+  crop_flip = input_pipeline.CropFlip(crop_size=None, past_frames=past, stored='png', where='fake')
+  return crop_flip.random_map(source[0], np.random.default_rng(seed))
+
+
 def test_records_that_disagree_with_the_table_are_named():
   good = _png(encode_frame(0, 0, 0))
   record = lambda seq, frame, png=good: {'blur': png, 'sharp': good, 'sequence': seq, 'frame_index': frame}
   gap = _FakeFrames([record(b'000', 0), record(b'000', 1), record(b'000', 3)])
-  source = input_pipeline.WindowSource(gap, [('000', 0, 3)], frames=2, where='fake', stored='png')
-  assert source[0]['blur'].shape == (2, HEIGHT, WIDTH, 3)
+  source = input_pipeline.WindowSource(gap, [('000', 0, 3)], frames=2, where='fake')
+  assert _window(gap, [('000', 0, 3)], frames=2)['blur'].shape == (2, HEIGHT, WIDTH, 3)
   with pytest.raises(ValueError, match="fake: expected frame 2 of sequence '000' but the record holds frame 3"):
     source[1]
   other = _FakeFrames([record(b'000', 0), record(b'001', 1)])
   with pytest.raises(ValueError, match="frame 1 of sequence '001'"):
-    input_pipeline.WindowSource(other, [('000', 0, 2)], frames=2, where='fake', stored='png')[0]
+    _window(other, [('000', 0, 2)], frames=2)
   corrupt = _FakeFrames([record(b'000', 0), record(b'000', 1, png=good[:40])])
   with pytest.raises(ValueError, match="Cannot decode the blurry frame 1 of sequence '000' of fake"):
-    input_pipeline.WindowSource(corrupt, [('000', 0, 2)], frames=2, where='fake', stored='png')[0]
+    _window(corrupt, [('000', 0, 2)], frames=2)
   grey = _FakeFrames([record(b'000', 0, png=_png(np.zeros((4, 4), np.uint8)))])
   with pytest.raises(ValueError, match='mode L, expected RGB'):
-    input_pipeline.WindowSource(grey, [('000', 0, 1)], frames=1, where='fake', stored='png')[0]
+    _window(grey, [('000', 0, 1)], frames=1)
+  small = _FakeFrames([record(b'000', 0), record(b'000', 1, png=_png(encode_frame(0, 1, 0)[:20]))])
+  with pytest.raises(ValueError, match="blurry frame 1 of sequence '000' of fake is 32x20 but the window's first "
+                                       'frame is 32x24'):
+    _window(small, [('000', 0, 2)], frames=2)
+
+
+def test_only_the_centre_sharp_frames_are_decoded():
+  # The sharp frames outside [past : T - future] are no images at all: a window never decodes them.
+  frames = [{'blur': _png(encode_frame(0, k, 0)), 'sharp': _png(encode_frame(0, k, 1)) if k in (1, 2) else b'junk',
+             'sequence': b'000', 'frame_index': k} for k in range(4)]
+  window = _window(_FakeFrames(frames), [('000', 0, 4)], frames=4, past=1, future=1)
+  assert window['sharp'].shape == (2, HEIGHT, WIDTH, 3)
+  assert decode_window(window['blur'], window['sharp'])[:2] == (0, 0)

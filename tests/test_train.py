@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from configs import test as test_config
 from estrnn_jax import checkpoints
+from estrnn_jax import images
 from estrnn_jax import model as model_lib
 from estrnn_jax import runtime
 from estrnn_jax import sharding
@@ -132,7 +133,8 @@ def test_short_run_lowers_the_loss(unbroken, config):
       frames=config.dataset.frames, past_frames=2, future_frames=2, crop_size=config.dataset.crop_size, seed=1))
   model = train.create_model(config)
   initial_params = model_lib.init_params(model, config.seed)
-  loss = jax.jit(lambda p: losses.charbonnier_color(model.apply({'params': p}, batch['blur']), batch['sharp']))
+  blur, sharp = images.from_uint8(batch['blur']), images.from_uint8(batch['sharp'])  # the pipeline ships uint8
+  loss = jax.jit(lambda p: losses.charbonnier_color(model.apply({'params': p}, blur), sharp))
   before, after = float(loss(initial_params)), float(loss(final_params))
   assert after < 0.8 * before, (before, after)
 
