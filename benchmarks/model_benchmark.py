@@ -52,6 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import accelerators
 from configs import default as default_config
 from estrnn_jax import images
 from estrnn_jax import inference
@@ -65,20 +66,6 @@ from estrnn_jax import train
 
 # The paper's names -> (n_features, n_blocks); the paper's channel count is 5 * n_features.
 MODELS = {'B15C80': (16, 15), 'B9C60': (12, 9), 'B9C80': (16, 9), 'tiny': (4, 2)}
-
-# Dense peak FLOP/s per device (bf16, float32-as-executed by XLA's default precision: TF32 on NVIDIA Ampere+,
-# bf16 passes on TPU), from the vendors' data sheets. Matched against `device.device_kind` by substring.
-PEAK_FLOPS = (
-    ('H200', 989e12, 494e12),
-    ('H100', 989e12, 494e12),
-    ('A100', 312e12, 156e12),
-    ('L4', 121e12, 60e12),
-    ('TPU v6', 918e12, 918e12),
-    ('TPU v5 lite', 197e12, 197e12),
-    ('TPU v5e', 197e12, 197e12),
-    ('TPU v5', 459e12, 459e12),
-    ('TPU v4', 275e12, 275e12),
-)
 
 _MODELS = flags.DEFINE_list('models', None, f'Models to run, from {sorted(MODELS)}. Default: B15C80,B9C60.')
 _SIZES = flags.DEFINE_list('sizes', None, 'Frame sizes HxW. Default: 256x256 on CPU; 256x256,480x640,720x1280 '
@@ -115,13 +102,6 @@ def machine_info() -> dict[str, Any]:
       'cpu': cpu, 'cpu_count': os.cpu_count(), 'jax': jax.__version__, 'python': platform.python_version(),
       'xla_cpu_options': jit_utils.cpu_compiler_options(),
   }
-
-
-def peak_flops(device_kind: str, dtype: str) -> float | None:
-  for name, bf16, f32 in PEAK_FLOPS:
-    if name.lower() in device_kind.lower():
-      return bf16 if dtype == 'bfloat16' else f32
-  return None
 
 
 def _timed(fn: Callable[[], Any], warmup: int, repeats: int) -> list[float]:
@@ -359,7 +339,7 @@ def main(argv: list[str]) -> None:
           for mode in modes:
             seconds, compile_s, extra = BENCHES[mode](model, variables, height, width, rng)
             flops = 2 * true_macs * (3 if mode == 'train' else 1) / seconds
-            peak = peak_flops(info['device'], dtype)
+            peak = accelerators.peak_flops(info['device'], dtype)
             util = flops / peak if peak else None
             print(f'{name:8} {f"{height}x{width}":>9} {dtype:8} {mode:9} {1 / seconds:9.2f} {1e3 * seconds:9.1f} '
                   f'{compile_s:9.1f} {flops / 1e9:9.1f} {f"{100 * util:.1f}%" if util else "n/a":>6}', flush=True)
