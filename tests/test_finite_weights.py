@@ -16,7 +16,7 @@ def test_nan_and_inf_are_named_with_counts():
             'out': {'bias': np.array([np.nan], np.float32)}}
   with pytest.raises(finite_weights.NonFiniteWeightsError,
                      match=r'^/runs/x: the weights hold NaN or infinite values, in cell/F_B0/kernel \(3 of 4\), '
-                     r'out/bias \(1 of 1\); .*Use an earlier checkpoint'):
+                     r'out/bias \(1 of 1\); .*Use an earlier or another checkpoint'):
     finite_weights.check(params, '/runs/x')
 
 
