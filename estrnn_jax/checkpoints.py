@@ -30,6 +30,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from estrnn_jax import atomic
+from estrnn_jax import finite_weights
 from estrnn_jax import model as model_lib
 from estrnn_jax import official_weights
 
@@ -127,7 +128,8 @@ def save_model(directory: epath.PathLike, model: model_lib.ESTRNN, params: Any) 
 
 def restore_model(path: epath.PathLike, *, which: str = 'latest', step: int | None = None,
                   sharding: jax.sharding.Sharding | None = None, dtype: Any = None,
-                  past_frames: int = 2, future_frames: int = 2) -> tuple[model_lib.ESTRNN, dict[str, Any]]:
+                  past_frames: int = 2, future_frames: int = 2,
+                  allow_non_finite: bool = False) -> tuple[model_lib.ESTRNN, dict[str, Any]]:
   """Loads a model and its parameters (no optimiser state) from any of the project's checkpoint forms.
 
   Args:
@@ -138,8 +140,11 @@ def restore_model(path: epath.PathLike, *, which: str = 'latest', step: int | No
     sharding: place every parameter with this sharding (e.g. replicated over a mesh); None: numpy on the host.
     dtype: override the model's compute dtype (e.g. jnp.bfloat16); None keeps the saved one.
     past_frames, future_frames: only for official checkpoints (their files do not record the GSA window split).
+    allow_non_finite: return NaN/Inf weights instead of refusing them (for inspecting a diverged run).
   Returns:
     (model, {'params': params}).
+  Raises:
+    finite_weights.NonFiniteWeightsError: NaN or Inf weights (a diverged or corrupt checkpoint), unless allowed.
   """
   path = epath.Path(path)
   if not path.exists():
@@ -151,6 +156,8 @@ def restore_model(path: epath.PathLike, *, which: str = 'latest', step: int | No
     model, variables = official_weights.load_torch_checkpoint(path, past_frames=past_frames,
                                                               future_frames=future_frames)
     params = variables['params']
+    if not allow_non_finite:
+      finite_weights.check(params, str(path))
     if sharding is not None:
       params = jax.device_put(params, sharding)
     return _with_dtype(model, dtype), {'params': params}
@@ -168,6 +175,8 @@ def restore_model(path: epath.PathLike, *, which: str = 'latest', step: int | No
 
   model = _read_model_config(config_dirs, path)
   params = _restore_params(step_dir / STATE_ITEM, model, sharding)
+  if not allow_non_finite:
+    finite_weights.check(params, str(step_dir))
   return _with_dtype(model, dtype), {'params': params}
 
 

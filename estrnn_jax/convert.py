@@ -5,6 +5,9 @@ r"""Converts an official ESTRNN checkpoint (PyTorch `.pth.tar`) into the project
 writes an Orbax checkpoint plus `model_config.json` (`checkpoints.save_model`), loadable by
 `estrnn_jax.checkpoints.restore_model`, `estrnn_jax.evaluate` and `estrnn_jax.deblur`. No torch is needed; the
 mapping itself (and the BGR -> RGB colour swap, `--bgr` to keep BGR) is `estrnn_jax.official_weights`.
+A bad checkpoint (missing, not a checkpoint, unsafe, a memory bomb, not an ESTRNN, NaN/Inf weights) is a one-line
+`convert: error: ...` (exit 1); the output directory appears only when complete, so an interrupted run can be
+rerun as it was.
 """
 
 from collections.abc import Mapping
@@ -15,7 +18,10 @@ from absl import logging
 from etils import epath
 import numpy as np
 
+from estrnn_jax import atomic
 from estrnn_jax import checkpoints
+from estrnn_jax import cli
+from estrnn_jax import finite_weights
 from estrnn_jax import official_weights
 
 
@@ -28,24 +34,39 @@ def define_flags() -> None:
   flags.DEFINE_bool('bgr', False, 'Keep the official BGR colour order instead of converting to RGB.')
 
 
+def convert(torch_checkpoint: str, output: str, *, past_frames: int = 2, future_frames: int = 2,
+            bgr: bool = False) -> str:
+  """Converts `torch_checkpoint` into a new directory `output`; returns a one-line summary.
+
+  The directory is written under a temporary name and moved into place when complete (`atomic.directory`), so
+  an interrupted conversion leaves no `output` and can simply be rerun.
+
+  Raises:
+    FileExistsError: `output` exists. ValueError / OSError: the checkpoint is missing, unreadable, not an
+      ESTRNN, or holds NaN/Inf weights (each names the file).
+  """
+  if epath.Path(output).exists():
+    raise FileExistsError(f'--output {output} already exists; choose a new directory.')
+  model, variables = official_weights.load_torch_checkpoint(torch_checkpoint, past_frames, future_frames,
+                                                            rgb=not bgr)
+  finite_weights.check(variables['params'], torch_checkpoint)
+  n_params = sum(np.size(x) for x in _leaves(variables['params']))
+  logging.info('Converted %s: n_features=%d n_blocks=%d, %d parameters.', torch_checkpoint,
+               model.n_features, model.n_blocks, n_params)
+  with atomic.directory(output) as temporary:
+    checkpoints.save_model(temporary, model, variables['params'])
+  return (f'Wrote {output} (ESTRNN n_features={model.n_features} n_blocks={model.n_blocks}, '
+          f'{n_params:,} parameters, {"BGR" if bgr else "RGB"} input).')
+
+
 def main(argv: list[str]) -> None:
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   f = flags.FLAGS
   if not f.torch_checkpoint or not f.output:
     raise app.UsageError('--torch_checkpoint and --output are required.')
-  if epath.Path(f.output).exists():
-    raise SystemExit(f'error: --output {f.output} already exists; choose a new directory.')
-  try:
-    model, variables = official_weights.load_torch_checkpoint(f.torch_checkpoint, f.past_frames,
-                                                              f.future_frames, rgb=not f.bgr)
-  except (OSError, ValueError) as e:
-    raise SystemExit(f'error: {e}') from None
-  n_params = sum(np.size(x) for x in _leaves(variables['params']))
-  logging.info('Converted %s: n_features=%d n_blocks=%d, %d parameters.', f.torch_checkpoint,
-               model.n_features, model.n_blocks, n_params)
-  checkpoints.save_model(f.output, model, variables['params'])
-  print(f'Wrote {f.output} (ESTRNN n_features={model.n_features} n_blocks={model.n_blocks}, '
-        f'{n_params:,} parameters, {"BGR" if f.bgr else "RGB"} input).')
+  print(convert(f.torch_checkpoint, f.output, past_frames=f.past_frames, future_frames=f.future_frames,
+                bgr=f.bgr))
 
 
 def _leaves(tree):
@@ -58,4 +79,4 @@ def _leaves(tree):
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  cli.run_absl('convert', main)

@@ -31,6 +31,8 @@ def check(params: Any, source: str) -> None:
   """
   bad = []
   for name, value in _leaves(params):
+    if not getattr(value, 'is_fully_addressable', True):   # a replicated array on several hosts: check ours
+      value = value.addressable_data(0)
     array = np.asarray(value)
     if array.dtype.kind in 'fc':
       count = array.size - int(np.count_nonzero(np.isfinite(array)))

@@ -26,7 +26,6 @@ import os
 import pathlib
 import re
 import shutil
-import uuid
 from collections.abc import Iterator, Sequence
 
 import av
@@ -293,13 +292,7 @@ class _Writer:
     """Finishes the file(s) and moves them to the destination (replacing an existing one)."""
     self._finish()
     try:
-      if self.path.is_dir():
-        stale = self.path.with_name(f'.{self.path.name}.old-{uuid.uuid4().hex[:8]}')
-        self.path.rename(stale)
-        self.temporary.rename(self.path)
-        shutil.rmtree(stale)
-      else:
-        os.replace(self.temporary, self.path)
+      atomic.move_into_place(self.temporary, self.path)
     except OSError as e:
       self._remove_temporary()
       raise VideoIOError(f'{self.path}: cannot move the finished output into place ({_describe(e)}).') from None

@@ -1,13 +1,19 @@
 """Official checkpoint conversion: parity through the reference's file format, and every refusal."""
 
 import pathlib
+import re
 import subprocess
 import sys
+import zipfile
 
 import jax
 import numpy as np
 import pytest
 
+from estrnn_jax import checkpoints
+from estrnn_jax import cli
+from estrnn_jax import convert
+from estrnn_jax import finite_weights
 from estrnn_jax import official_weights
 from estrnn_jax import torch_pickle
 
@@ -107,12 +113,11 @@ def test_missing_and_non_checkpoint_files(tmp_path):
 
 
 def run_cli(*args):
-  return subprocess.run([sys.executable, '-m', 'estrnn_jax.convert', *args], capture_output=True, text=True,
-                        cwd=ROOT, timeout=300)
+  from test_cli import run_command  # pylint: disable=g-import-not-at-top
+  return run_command('estrnn_jax.convert', *args)
 
 
 def test_cli_writes_a_loadable_checkpoint(testdata, golden, tmp_path):
-  from estrnn_jax import checkpoints  # pylint: disable=g-import-not-at-top
   out_dir = tmp_path / 'converted'
   result = run_cli('--torch_checkpoint', str(testdata / CKPT), '--output', str(out_dir))
   assert result.returncode == 0, result.stderr
@@ -128,3 +133,84 @@ def test_cli_writes_a_loadable_checkpoint(testdata, golden, tmp_path):
   failed = run_cli('--torch_checkpoint', str(bad), '--output', str(tmp_path / 'never'))
   assert failed.returncode != 0 and 'bad.pth.tar' in failed.stderr and 'Traceback' not in failed.stderr
   assert not (tmp_path / 'never').exists()
+
+
+def _nan_checkpoint(testdata, path):
+  """The fake official checkpoint with its first storage record (a weight tensor) overwritten by NaNs."""
+  with zipfile.ZipFile(testdata / CKPT) as source, zipfile.ZipFile(path, 'w') as target:
+    records = [n for n in source.namelist() if '/data/' in n]
+    poisoned = sorted(records)[0]
+    for info in source.infolist():
+      data = source.read(info)
+      if info.filename == poisoned:
+        data = np.full(len(data) // 4, np.nan, '<f4').tobytes()
+      target.writestr(info, data)
+  return path
+
+
+def test_interrupted_conversion_leaves_nothing_and_reruns(testdata, tmp_path, monkeypatch, capsys):
+  """Ctrl-C while the converted checkpoint is being written: no output dir, no temporary; the rerun works."""
+  out_dir = tmp_path / 'converted'
+  calls = []
+
+  def interrupted_write_json(path, obj):   # save_model's last write (model_config.json), after Orbax's
+    calls.append(path)
+    raise KeyboardInterrupt
+
+  monkeypatch.setattr(checkpoints.atomic, 'write_json', interrupted_write_json)
+  status = cli.guarded('convert', lambda: convert.convert(str(testdata / CKPT), str(out_dir)))
+  assert status == 130 and len(calls) == 1 and 'convert: interrupted' in capsys.readouterr().err
+  assert list(tmp_path.iterdir()) == []   # neither the output nor its temporary
+  monkeypatch.undo()
+  message = convert.convert(str(testdata / CKPT), str(out_dir))
+  assert message.startswith(f'Wrote {out_dir} (ESTRNN n_features=4 n_blocks=2')
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['converted']
+  model, variables = checkpoints.restore_model(out_dir)
+  assert model.n_features == 4 and variables['params']['cell']['F_B0']['kernel'].shape == (5, 5, 3, 4)
+
+
+def test_nan_weights_are_refused(testdata, tmp_path):
+  path = _nan_checkpoint(testdata, tmp_path / 'diverged.pth.tar')
+  with pytest.raises(finite_weights.NonFiniteWeightsError,
+                     match=rf'^{re.escape(str(path))}: the weights hold NaN or infinite values, in '):
+    convert.convert(str(path), str(tmp_path / 'out'))
+  assert not (tmp_path / 'out').exists()
+  with pytest.raises(finite_weights.NonFiniteWeightsError):
+    checkpoints.restore_model(path)
+  model, variables = checkpoints.restore_model(path, allow_non_finite=True)
+  assert not all(np.isfinite(x).all() for x in jax.tree.leaves(variables['params']))
+
+
+@pytest.mark.parametrize('case', ['missing', 'not_a_checkpoint', 'nan_weights', 'memory_bomb', 'existing_output',
+                                  'no_output_flag'])
+def test_cli_bad_inputs_are_one_line_errors(testdata, tmp_path, case):
+  from test_cli import assert_one_line_error  # pylint: disable=g-import-not-at-top
+  from test_torch_pickle import _dict, _pickle, _tensor, _write_checkpoint  # pylint: disable=g-import-not-at-top
+  source, output = testdata / CKPT, tmp_path / 'out'
+  fragments = {'missing': ['nope.pth.tar'], 'not_a_checkpoint': ['notes.pth.tar', 'not a PyTorch checkpoint'],
+               'nan_weights': ['diverged.pth.tar: the weights hold NaN'],
+               'memory_bomb': ['bomb.pth.tar: refusing to allocate a tensor of size (2097152, 2097152)'],
+               'existing_output': [f'--output {output} already exists'],
+               'no_output_flag': ['--torch_checkpoint and --output are required']}[case]
+  args = None
+  if case == 'missing':
+    source = tmp_path / 'nope.pth.tar'
+  elif case == 'not_a_checkpoint':
+    source = tmp_path / 'notes.pth.tar'
+    source.write_text('not a checkpoint')
+  elif case == 'nan_weights':
+    source = _nan_checkpoint(testdata, tmp_path / 'diverged.pth.tar')
+  elif case == 'memory_bomb':
+    pkl = _pickle(_dict(state_dict=_dict(w=_tensor('FloatStorage', '0', 1, 0, (2**21, 2**21), (0, 0)))))
+    source = _write_checkpoint(tmp_path / 'bomb.pth.tar', pkl, {'0': np.float32(1).tobytes()})
+  elif case == 'existing_output':
+    output.mkdir()
+    (output / 'keep.txt').write_text('mine')
+  elif case == 'no_output_flag':
+    args = ['--torch_checkpoint', str(source)]
+  before = sorted(p.name for p in tmp_path.iterdir())
+  result = run_cli(*(args or ['--torch_checkpoint', str(source), '--output', str(output)]))
+  assert_one_line_error(result, 'convert', *fragments)
+  assert sorted(p.name for p in tmp_path.iterdir()) == before
+  if case == 'existing_output':
+    assert (output / 'keep.txt').read_text() == 'mine'
