@@ -14,6 +14,11 @@ from collections.abc import Mapping
 import json
 from typing import Any
 
+from etils import epath
+
+from estrnn_jax import checkpoints
+from estrnn_jax import model as model_lib
+
 # Dotted config fields a resumed run may change (a trailing '.' covers a whole section).
 RESUMABLE_FIELDS = (
     'num_train_steps',
@@ -88,3 +93,42 @@ def check(workdir: str, *, saved_config: Mapping[str, Any] | None, saved_model: 
         f'Changed: {"; ".join(refused)}. Resume with the workdir\'s values, or start a fresh --workdir (to start '
         f'from these weights there: --config.init_from={workdir}).')
   return allowed
+
+
+def has_checkpoint(workdir: epath.PathLike) -> bool:
+  """True when `workdir` holds a finished checkpoint step (Orbax names them by step; temporaries differ)."""
+  directory = epath.Path(workdir) / checkpoints.CHECKPOINTS_DIR
+  return directory.is_dir() and any(p.name.isdigit() for p in directory.iterdir())
+
+
+def _read_json(path: epath.Path) -> dict[str, Any] | None:
+  if not path.exists():
+    return None
+  try:
+    value = json.loads(path.read_text())
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise ResumeMismatchError(f'{path}: not valid JSON ({e}); the workdir\'s record of its run is damaged.') from None
+  if not isinstance(value, dict):
+    raise ResumeMismatchError(f'{path}: expected a JSON object, found {type(value).__name__}.')
+  return value
+
+
+def check_workdir(workdir: epath.PathLike, config: Mapping[str, Any], model_config: Mapping[str, Any]) -> list[str]:
+  """`check` against what `workdir` recorded, if it holds a checkpoint; reads only, writes nothing.
+
+  Args:
+    workdir: the training workdir.
+    config: the new run's whole config (`config.to_dict()`); model_config: its `ESTRNN.to_config()`.
+  Returns:
+    The allowed changes, one line each ([] for a fresh workdir).
+  """
+  workdir = epath.Path(workdir)
+  if not has_checkpoint(workdir):
+    return []
+  saved_config = _read_json(workdir / checkpoints.CONFIG_FILE)
+  saved_model = _read_json(workdir / checkpoints.MODEL_CONFIG_FILE)
+  if saved_model is not None:   # every field filled in: ones added since the run started take their defaults
+    saved_model = model_lib.ESTRNN.from_config(
+        saved_model, source=str(workdir / checkpoints.MODEL_CONFIG_FILE)).to_config()
+  return check(str(workdir), saved_config=saved_config, saved_model=saved_model, new_config=config,
+               new_model=model_config)

@@ -45,6 +45,7 @@ from estrnn_jax import input_pipeline
 from estrnn_jax import jit_utils
 from estrnn_jax import losses
 from estrnn_jax import model as model_lib
+from estrnn_jax import resume
 from estrnn_jax import sharding
 
 
@@ -284,18 +285,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
                        mesh: jax.sharding.Mesh | None = None) -> TrainState:
   """Trains (resuming if `workdir` has checkpoints) and evaluates; returns the final state.
 
+  Raises:
+    resume.ResumeMismatchError: `workdir` holds checkpoints of a run with another model or other run fields
+      (`estrnn_jax.resume`); nothing in it is written.
+
   Args:
     config: see `configs/default.py` for every field.
     workdir: checkpoints, TensorBoard events, config.json and model_config.json go here (may be gs://).
     mesh: a 1-D `data` mesh to train on; default: every device of every process.
   """
   workdir = epath.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
   mesh = mesh or sharding.make_mesh()
   local_batch = sharding.check_batch_size(config.batch_size, mesh)
 
   model = create_model(config)
   accumulation_steps = check_accumulation(config, mesh)
+  # A resume must continue the run the checkpoints belong to; checked before anything is written.
+  for change in resume.check_workdir(workdir, config.to_dict(), model.to_config()):
+    logging.info('Resuming %s with a changed config: %s', workdir, change)
+  workdir.mkdir(parents=True, exist_ok=True)
   if jax.process_index() == 0:
     atomic.write_json(workdir / checkpoints.CONFIG_FILE, config.to_dict())
     atomic.write_json(workdir / checkpoints.MODEL_CONFIG_FILE, model.to_config())

@@ -109,3 +109,4 @@ def test_datasets_build_bad_inputs(tmp_path, args, fragments):
   result = run_command('datasets.build', *args, '--data_dir', str(tmp_path / 'tfds'))
   assert_one_line_error(result, 'datasets.build', *fragments)
   assert not (tmp_path / 'tfds' / 'bsd').exists()
+

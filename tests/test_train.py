@@ -7,6 +7,7 @@ once per mesh for the whole module.
 import os
 import pathlib
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from configs import test as test_config
 from estrnn_jax import checkpoints
 from estrnn_jax import images
 from estrnn_jax import model as model_lib
+from estrnn_jax import resume
 from estrnn_jax import runtime
 from estrnn_jax import sharding
 from estrnn_jax import train
@@ -148,6 +150,51 @@ def test_resumed_run_equals_unbroken_run(unbroken, config, tmp_path):
   resumed = train.train_and_evaluate(config, tmp_path)  # picks up the model and the data stream
   assert int(resumed.step) == STEPS
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), _params(resumed), expected)
+
+
+def _snapshot(directory):
+  """{relative path: (bytes, mtime_ns)} of every file under `directory`, and every directory's mtime."""
+  return {str(p.relative_to(directory)): (p.read_bytes() if p.is_file() else None, p.stat().st_mtime_ns)
+          for p in sorted(pathlib.Path(directory).rglob('*'))}
+
+
+@pytest.mark.parametrize('change', ['model', 'residual_and_dtype', 'batch_size'])
+def test_resume_with_a_changed_run_is_refused_and_touches_nothing(unbroken, config, change):
+  _, workdir = unbroken
+  before = _snapshot(workdir)
+  if change == 'model':
+    config.model.n_features = 8
+    expected = r'model.n_features: 4 in the workdir, 8 now'
+  elif change == 'residual_and_dtype':
+    config.model.residual = not config.model.residual
+    config.model.dtype = 'bfloat16'
+    expected = (rf"model.dtype: 'float32' in the workdir, 'bfloat16' now; model.residual: "
+                rf'{not config.model.residual} in the workdir, {config.model.residual} now')
+  else:
+    config.batch_size = 16
+    expected = r'batch_size: 8 in the workdir, 16 now'
+  config.num_train_steps = STEPS + 5   # allowed, but the refusal stands
+  with pytest.raises(resume.ResumeMismatchError) as info:
+    train.train_and_evaluate(config, workdir)
+  message = str(info.value)
+  assert message.startswith(f'{workdir} holds checkpoints of a different run; refusing to resume it')
+  assert re.search(expected, message) and f'--config.init_from={workdir}' in message
+  assert 'num_train_steps' not in message
+  assert _snapshot(workdir) == before
+
+
+def test_allowed_resume_changes_are_listed(unbroken, config):
+  _, workdir = unbroken
+  config.num_train_steps = STEPS * 2
+  config.optimizer.learning_rate = 1e-4
+  config.eval_every_steps = 10
+  config.model.remat = True
+  model = train.create_model(config)
+  assert resume.check_workdir(workdir, config.to_dict(), model.to_config()) == [
+      'model.remat: False in the workdir, True now',
+      'eval_every_steps: -1 in the workdir, 10 now',
+      f'num_train_steps: {STEPS} in the workdir, {STEPS * 2} now',
+      'optimizer.learning_rate: 0.003 in the workdir, 0.0001 now']
 
 
 def test_one_device_equals_eight_devices(config, tmp_path):
