@@ -214,7 +214,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(config, tmp_path, monkeyp
   def poisoned(batch, mesh):
     calls.append(1)
     if len(calls) == 3:
-      batch = dict(batch, blur=np.full_like(batch['blur'], np.nan))
+      batch = dict(batch, blur=np.full(batch['blur'].shape, np.nan, np.float32))  # float frames pass through
     return original(batch, mesh)
 
   monkeypatch.setattr(sharding, 'shard_batch', poisoned)
