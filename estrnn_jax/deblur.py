@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help='Frame rate of the output video (default: the input video\'s; 30 for a frame folder).')
   parser.add_argument('--crf', type=int, choices=range(0, 52), metavar='0..51', default=18,
                       help='H.264 quality: constant rate factor (lower is better; 18 is near-lossless).')
-  parser.add_argument('--group_size', type=_positive_int, default=1,
+  parser.add_argument('--group_size', type=_positive_int, default=inference.DEFAULT_GROUP_SIZE,
                       help='Frames per device call (larger can be faster on accelerators; adds latency).')
   parser.add_argument('--which', choices=('latest', 'best'), default='latest',
                       help='For a training workdir: the latest checkpoint or the best by validation PSNR.')

@@ -7,10 +7,12 @@
   by past + future frames, the last chunk right-aligned to the end; the hidden state starts at zero in every
   chunk. Each of the frames `past ... T - future - 1` is scored once (the first chunk that outputs it); the first
   `past` and last `future` frames are never scored.
-- `full`: one hidden state runs through the whole sequence and every frame is scored. The sequence is padded in
-  time by repeating its first frame `past` times and its last frame `future` times, so the edge frames get a full
-  GSA window. It runs in segments of `chunk_frames` frames (the cell's state and the last past + future frames'
-  features carry over), so memory does not grow with the sequence length.
+- `full`: every frame is scored, exactly as `python -m estrnn_jax.deblur` outputs it: the sequence runs through
+  the streaming deblurrer (`inference.deblur_stream`, group size `inference.DEFAULT_GROUP_SIZE`), one hidden state
+  from a zero start over the whole sequence, the GSA window completed at the two ends by repeating the nearest
+  real features (see `estrnn_jax.inference`). Memory does not grow with the sequence length, each frame size
+  compiles once (the stream's step; scoring runs on fixed segments of `chunk_frames` frames, the last padded),
+  and the next frames go to the device while the previous ones are scored.
 
 Scores (as the reference): model outputs are turned into uint8 (`rounding`: 'truncate' is the reference test
 script's `astype(np.uint8)`, 'round' is `images.to_uint8`), PSNR and SSIM are computed per frame on the full
@@ -37,6 +39,7 @@ from PIL import Image
 
 from estrnn_jax import atomic
 from estrnn_jax import images
+from estrnn_jax import inference
 from estrnn_jax import jit_utils
 from estrnn_jax import losses
 from estrnn_jax import metrics
@@ -151,8 +154,8 @@ class SequenceEvaluator:
 
   Call with `(name, blur_u8, sharp_u8)`, uint8 (T, H, W, 3) RGB, to get a `SequenceResult`. Compiles once per
   chunk/segment shape; `set_params` swaps in new parameters (e.g. during training) without recompiling.
-  `model` is an ESTRNN, or any flax module with its interface (`__call__`, `encode`, `decode`, `initial_state`,
-  `past_frames`, `future_frames`). The reference protocol splits its chunks over this process's devices.
+  `model` is an ESTRNN; the reference protocol also takes any flax module with `__call__`, `past_frames` and
+  `future_frames`. The reference protocol splits its chunks over this process's devices.
   """
 
   def __init__(self, model: model_lib.ESTRNN, params: Any = None, *, protocol: str = 'reference',
@@ -186,18 +189,11 @@ class SequenceEvaluator:
     else:
       self._param_sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
 
-      def encode(params, frames, state):
-        frames, _ = model_lib.pad_to_multiple(frames, 4)
-        return model.apply({'params': params}, frames, state, method='encode')
-
-      def decode(params, hs, blur, sharp):
-        height, width = sharp.shape[-3], sharp.shape[-2]
-        centre_frames, _ = model_lib.pad_to_multiple(blur, 4)
-        out = model.apply({'params': params}, hs, centre_frames, method='decode')[..., :height, :width, :]
+      def score(out, blur_u8, sharp_u8):
+        blur, sharp = images.normalise_on_device(blur_u8), images.normalise_on_device(sharp_u8)
         return score_frames(out, blur, sharp, loss_fn, rounding)
 
-      self._encode = jax.jit(encode, compiler_options=options)
-      self._decode = jax.jit(decode, compiler_options=options)
+      self._score = jax.jit(score, compiler_options=options)
     self._params = None
     if params is not None:
       self.set_params(params)
@@ -247,29 +243,26 @@ class SequenceEvaluator:
     return parts
 
   def _run_full(self, blur_u8, sharp_u8) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
-    p, f = self.past, self.future
-    num_frames = len(blur_u8)
-    blur = images.from_uint8(blur_u8)
-    sharp = images.from_uint8(sharp_u8)
-    padded = np.concatenate([np.repeat(blur[:1], p, axis=0), blur, np.repeat(blur[-1:], f, axis=0)])
-    state, tail, next_frame, parts = None, None, 0, []
-    for seg_start in range(0, len(padded), self.chunk_frames):
-      segment = padded[None, seg_start:seg_start + self.chunk_frames]
-      if state is None:
-        height, width = segment.shape[2] + (-segment.shape[2] % 4), segment.shape[3] + (-segment.shape[3] % 4)
-        state = self.model.initial_state(1, height, width)
-      hs, state = self._encode(self._params, segment, state)
-      hs_all = hs if tail is None else jnp.concatenate([tail, hs], axis=1)
-      n_out = hs_all.shape[1] - p - f
-      if n_out > 0:
-        frames = np.arange(next_frame, next_frame + n_out)
-        result = self._decode(self._params, hs_all, blur[None, frames], sharp[None, frames])
-        parts.append((frames, {k: np.asarray(v)[0] for k, v in jax.device_get(result).items()}))
-        next_frame += n_out
-      tail = hs_all[:, hs_all.shape[1] - (p + f):] if p + f else None
-    assert next_frame == num_frames, (next_frame, num_frames)
+    """Streams the sequence (as `deblur`) and scores its outputs in segments of `chunk_frames` frames."""
+    num_frames, segment = len(blur_u8), self.chunk_frames
+    inputs = (images.from_uint8(frame) for frame in blur_u8)
+    outputs = inference.deblur_stream(self.model, {'params': self._params}, inputs,
+                                      group_size=inference.DEFAULT_GROUP_SIZE, value_range=images.MODEL_RANGE)
+    pending, parts, buffer = [], [], []
+    for index, out in enumerate(outputs):
+      buffer.append(out)
+      if len(buffer) < segment and index + 1 < num_frames:
+        continue
+      start, count = index + 1 - len(buffer), len(buffer)
+      fill = [count - 1] * (segment - count)   # the last segment padded to the fixed length (one compile)
+      rows = np.r_[start:start + count, start + np.array(fill, int)]
+      result = self._score(np.stack(buffer + [buffer[-1]] * len(fill)), blur_u8[rows], sharp_u8[rows])
+      pending.append((np.arange(start, start + count), result))   # dispatched; fetched once the stream ends
+      buffer = []
+    assert sum(len(frames) for frames, _ in pending) == num_frames, (pending, num_frames)
+    for frames, result in pending:
+      parts.append((frames, {k: np.asarray(v)[:len(frames)] for k, v in jax.device_get(result).items()}))
     return parts
-
 
 def evaluate_sequences(evaluator: SequenceEvaluator, sequences: Iterable[tuple[str, np.ndarray, np.ndarray]], *,
                        frames_dir: epath.PathLike | None = None, keep_outputs_of_first: bool = False,

@@ -11,10 +11,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 
 from estrnn_jax import checkpoints
 from estrnn_jax import evaluation
 from estrnn_jax import images
+from estrnn_jax import inference
 from estrnn_jax import model as model_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -30,14 +32,8 @@ class IdentityDeblur(nn.Module):
     scale = self.param('scale', nn.initializers.ones, ())
     return self.decode(frames) * scale
 
-  def encode(self, frames, state=None):
-    return frames, state
-
   def decode(self, hs, centre_frames=None):  # pylint: disable=unused-argument
     return hs[:, self.past_frames:hs.shape[1] - self.future_frames]
-
-  def initial_state(self, batch, height, width):
-    return jnp.zeros((batch, height // 4, width // 4, 1))
 
 
 def _index_coded_sequence(num_frames, height=24, width=20):
@@ -96,16 +92,6 @@ def test_reference_protocol_scores_frames_2_to_42_once_and_aligned():
   np.testing.assert_allclose(result.ssim, result.blur_ssim)
 
 
-def test_full_protocol_scores_all_45_frames_aligned():
-  blur, sharp = _index_coded_sequence(45, height=22, width=18)  # not multiples of 4: padded and cropped
-  evaluator = evaluation.SequenceEvaluator(IdentityDeblur(), {'scale': jnp.ones(())}, protocol='full',
-                                         chunk_frames=7)
-  result = evaluator('seq', blur, sharp, keep_outputs=True)
-  np.testing.assert_array_equal(result.frames, np.arange(45))
-  np.testing.assert_array_equal(_decode_index(result.blur_psnr, 22, 18), np.arange(45))
-  np.testing.assert_array_equal(result.outputs, blur)
-
-
 @pytest.fixture(scope='module')
 def tiny_model():
   model = model_lib.ESTRNN(n_features=4, n_blocks=2)
@@ -145,23 +131,42 @@ def test_reference_protocol_equals_direct_chunk_calls(tiny_model, random_sequenc
   assert result.outputs.shape == (22, 30, 46, 3)
 
 
-def test_full_protocol_segments_equal_one_pass(tiny_model, random_sequence):
+def _numpy_psnr(a, b):
+  mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2, axis=(1, 2, 3))
+  return 10 * np.log10(255.0**2 / mse)
+
+
+def test_full_protocol_scores_every_frame_as_deblur_outputs_it(tiny_model, random_sequence):
   model, params = tiny_model
   blur, sharp = random_sequence
-  one_pass = evaluation.SequenceEvaluator(model, params, protocol='full', chunk_frames=100)
-  segmented = evaluation.SequenceEvaluator(model, params, protocol='full', chunk_frames=6)
-  a = one_pass('seq', blur, sharp, keep_outputs=True)
-  b = segmented('seq', blur, sharp, keep_outputs=True)
-  np.testing.assert_array_equal(a.frames, np.arange(26))
-  np.testing.assert_array_equal(b.frames, np.arange(26))
-  np.testing.assert_allclose(a.psnr, b.psnr, rtol=1e-5)
-  np.testing.assert_allclose(a.loss, b.loss, rtol=1e-4)
-  # One pass over the time-padded sequence is the model itself on [f0, f0, f0..f25, f25, f25].
-  padded = np.concatenate([blur[:1], blur[:1], blur, blur[-1:], blur[-1:]])
-  apply = jax.jit(lambda x: model.apply({'params': params}, x))
-  direct = images.to_uint8(np.asarray(apply(images.from_uint8(padded[None])))[0])
-  _assert_uint8_close(a.outputs, direct)
+  result = evaluation.SequenceEvaluator(model, params, protocol='full', chunk_frames=6)('seq', blur, sharp,
+                                                                                       keep_outputs=True)
+  np.testing.assert_array_equal(result.frames, np.arange(26))
+  # The frames `deblur` writes (the streaming deblurrer on uint8 frames), bit for bit.
+  np.testing.assert_array_equal(result.outputs, inference.deblur_video(model, {'params': params}, blur,
+                                                                    group_size=inference.DEFAULT_GROUP_SIZE))
+  # Frames 2 ... 23 have full windows of real frames: the model itself on the whole sequence (one hidden state).
+  direct = jax.jit(lambda x: model.apply({'params': params}, x))(images.from_uint8(blur[None]))
+  _assert_uint8_close(result.outputs[2:24], images.to_uint8(np.asarray(direct)[0]))
+  # Scores are those of the outputs and of the blurry frames, each against its own sharp frame.
+  np.testing.assert_allclose(result.psnr, _numpy_psnr(result.outputs, sharp), rtol=1e-5)
+  np.testing.assert_allclose(result.blur_psnr, _numpy_psnr(blur, sharp), rtol=1e-5)
 
+
+def test_full_protocol_compiles_once_per_frame_size(tiny_model, random_sequence):
+  """Sequences of 26, 9 and 13 frames: one streaming step and one scoring program for the frame size."""
+  model, params = tiny_model
+  blur, sharp = random_sequence
+  evaluator = evaluation.SequenceEvaluator(model, params, protocol='full', chunk_frames=8)
+  traces = inference.num_traces()
+  short = evaluator('short', blur[:9], sharp[:9])
+  evaluator('long', blur, sharp)
+  evaluator('middle', blur[:13], sharp[:13])
+  assert inference.num_traces() - traces <= 1   # 0 if an earlier test compiled this frame size already
+  assert evaluator._score._cache_size() == 1  # pylint: disable=protected-access
+  np.testing.assert_array_equal(short.frames, np.arange(9))
+  # The padded last segment is cut off: frame 8's scores are its own, not the padding's.
+  np.testing.assert_allclose(short.blur_psnr, _numpy_psnr(blur[:9], sharp[:9]), rtol=1e-5)
 
 def test_evaluator_rejects_bad_sequences(tiny_model):
   model, params = tiny_model
@@ -217,6 +222,38 @@ def test_cli_writes_tables_and_frames(tiny_model, tiny_data_dir, tmp_path):
   assert [p.name for p in pngs] == [f'{i:08d}.png' for i in range(2, 10)]
   assert 'PSNR' in proc.stderr  # per-sequence progress line
 
+
+
+def test_full_protocol_saves_exactly_the_frames_deblur_writes(tiny_model, tiny_data_dir, tmp_path, capsys):
+  """`evaluate --protocol full --save_frames` and `deblur` on the same sequence: identical PNG files' pixels."""
+  from estrnn_jax import deblur  # pylint: disable=g-import-not-at-top
+  from estrnn_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  model, params = tiny_model
+  checkpoints.save_model(tmp_path / 'model', model, params)
+  out = tmp_path / 'eval'
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2', JAX_PLATFORMS='cpu')
+  proc = subprocess.run(
+      [sys.executable, '-m', 'estrnn_jax.evaluate', '--config=configs/test.py',
+       f'--config.dataset.data_dir={tiny_data_dir}', f'--checkpoint={tmp_path / "model"}', '--split=validation',
+       '--max_sequences=1', '--protocol=full', f'--output_dir={out}', '--save_frames'],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  name, blur, _ = next(input_pipeline.iterate_sequences(dataset='synthetic_blur/tiny', data_dir=tiny_data_dir,
+                                                        split='validation', max_sequences=1))
+  frames_in = tmp_path / 'blurry'
+  frames_in.mkdir()
+  for i, frame in enumerate(blur):
+    Image.fromarray(frame).save(frames_in / f'{i:08d}.png')
+  assert deblur.main(['--checkpoint', str(tmp_path / 'model'), '--input', str(frames_in),
+                      '--output', str(tmp_path / 'deblurred')]) == 0
+  capsys.readouterr()
+  scored = sorted((out / 'frames' / name).glob('*.png'))
+  written = sorted((tmp_path / 'deblurred').glob('*.png'))
+  assert [p.name for p in scored] == [p.name for p in written] == [f'{i:08d}.png' for i in range(len(blur))]
+  for a, b in zip(scored, written):
+    np.testing.assert_array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)), err_msg=a.name)
+  results = json.loads((out / 'results.json').read_text())
+  assert results['summary']['frames'] == len(blur) and results['info']['protocol'] == 'full'
 
 def test_restore_model_errors(tmp_path):
   with pytest.raises(FileNotFoundError, match='no such checkpoint'):

@@ -16,6 +16,7 @@ from datasets import build as build_lib
 from estrnn_jax import checkpoints
 from estrnn_jax import evaluation
 from estrnn_jax import images
+from estrnn_jax import inference
 from estrnn_jax import input_pipeline
 from estrnn_jax import losses
 from estrnn_jax import model as model_lib
@@ -68,14 +69,16 @@ def test_causal_model_trains_evaluates_and_restores(data_dir, tmp_path):
       expected.setdefault(frame, out[k])
   diff = np.abs(result.outputs.astype(int) - images.to_uint8(np.stack([expected[i] for i in range(2, 9)])))
   assert diff.max() <= 1 and diff.mean() < 1e-3
-  # Full protocol: every frame, the sequence padded with its first frame twice in front and nothing behind.
+  # Full protocol: every frame, as `deblur` writes it; frames 2..8 (full windows of real frames) are the model on
+  # the whole sequence, frames 0 and 1 use h_0 repeated for the missing past.
   full = evaluation.SequenceEvaluator(model, params, protocol='full', chunk_frames=4)('seq', blur, sharp,
                                                                                      keep_outputs=True)
   np.testing.assert_array_equal(full.frames, np.arange(9))
-  direct = np.asarray(apply(images.from_uint8(np.concatenate([blur[:1], blur[:1], blur])[None])))[0]
-  diff = np.abs(full.outputs.astype(int) - images.to_uint8(direct))
+  np.testing.assert_array_equal(full.outputs, inference.deblur_video(model, {'params': params}, blur,
+                                                                    group_size=inference.DEFAULT_GROUP_SIZE))
+  direct = np.asarray(apply(images.from_uint8(blur[None])))[0]
+  diff = np.abs(full.outputs[2:].astype(int) - images.to_uint8(direct))
   assert diff.max() <= 1 and diff.mean() < 1e-3
-
 
 def test_official_checkpoint_converts_for_any_window_of_its_width(testdata):
   """The official format records the window's width (F), not its split: a 5-frame checkpoint is a (2, 2), (4, 0)
