@@ -30,54 +30,17 @@ The paper gives no BSD number for B9C60; expect it below B15C80.
 
 import ml_collections
 
-from configs import default as default_lib
 from configs import recipes
 
 SETTINGS = ('1ms8ms', '2ms16ms', '3ms24ms')
 TRAIN_SEQUENCES, TRAIN_FRAMES_PER_SEQUENCE = 60, 100
-EPOCHS = 500
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """BSD config for `arg` = '<setting>,<model preset>[,runlocal]' (see module docstring)."""
-  setting, size, runlocal = recipes.parse_arg(arg, settings=SETTINGS, default_setting='2ms16ms')
-  config = default_lib.get_config()
-  config.seed = 39
-  config.batch_size = 8
-
-  recipes.set_model_size(config, size)  # model preset, window included
-
-  config.dataset.name = f'bsd/{setting}'
-  config.dataset.frames = 8
-  config.dataset.crop_size = 256
-  config.dataset.num_workers = 8
-
-  config.loss = 'charbonnier_color'
-  steps_per_epoch = recipes.steps_per_epoch(
-      total_frames=TRAIN_SEQUENCES * TRAIN_FRAMES_PER_SEQUENCE, num_sequences=TRAIN_SEQUENCES,
-      frames=config.dataset.frames, batch_size=config.batch_size, drop_last=True)  # 697
-  config.num_train_steps = EPOCHS * steps_per_epoch  # 348,500
-  config.optimizer.b1, config.optimizer.b2, config.optimizer.eps = 0.9, 0.999, 1e-8  # Adam, as the reference
-  config.optimizer.warmup_steps = 0
-  config.optimizer.learning_rate = 5e-4
-  config.optimizer.schedule = 'cosine'
-  config.optimizer.end_learning_rate = 1e-8
-  config.optimizer.steps_per_epoch = steps_per_epoch
-  config.optimizer.grad_clip_norm = 20.0
-  config.unroll_time = False  # sized for accelerators: the cell runs as a scan (see configs/default.py)
-
-  config.eval.split = 'validation'
-  config.eval.test_split = 'test'
-  config.eval.protocol = 'reference'
-  config.eval.max_sequences = 0
-  config.eval.rounding = 'truncate'
-
-  config.log_every_steps = 100
-  config.eval_every_steps = 10 * steps_per_epoch
-  config.checkpoint_every_steps = steps_per_epoch
-  config.keep_checkpoints = 3
-  config.keep_best_checkpoints = 1
-
-  if runlocal:
-    recipes.apply_runlocal(config)
-  return config
+  # 697 steps per epoch (drop_last): 348,500 steps.
+  return recipes.paper_config(
+      arg, settings=SETTINGS, default_setting='2ms16ms', dataset='bsd/{setting}',
+      train_frames=TRAIN_SEQUENCES * TRAIN_FRAMES_PER_SEQUENCE, train_sequences=TRAIN_SEQUENCES,
+      learning_rate=5e-4, schedule='cosine', loss='charbonnier_color', batch_size=8, drop_last=True,
+      eval_split='validation', test_split='test', eval_every_epochs=10, checkpoint_every_epochs=1)

@@ -9,20 +9,12 @@ blur settings, 40/8/8 train/validation/test sequences of 24 frames; about a minu
 `~/tensorflow_datasets` (or `--config.dataset.data_dir`). Every other config in this folder starts from this one
 and overrides what differs; every field is commented here.
 
-Hardware it was sized for: 2 CPU cores, where it runs ~2.5 steps/s: 1200 steps in about 8.5 minutes including
-compilation and four evaluations (plus the one-off dataset build). Measured there (seed 0, validation split,
-reference protocol, 4 sequences of 24 frames, the blurry input scoring 23.99 dB / SSIM 0.723): PSNR 24.42 dB after
-300 steps, 24.45 after 600, 24.48 after 900 and 24.53 dB / SSIM 0.752 after 1200, a gain of +0.55 dB / +0.029
-SSIM, every sequence gaining 0.47-0.58 dB (from an empty data dir, the build included, the whole command took 10
-minutes and gave the same numbers). On the test split (8 sequences, reference protocol): 24.80 vs 24.25 dB.
+Hardware it was sized for: 2 CPU cores (about ten minutes there; README "Quick start" gives the measured time
+and PSNR, with the command that measured them).
 
 The model differs from the paper's in one respect: `model.residual = True` adds each centre input frame to its
-output, so the network learns the correction. The paper's ESTRNN (every paper config, the official weights)
-predicts the sharp frame itself; trained that way this config spends its ten CPU minutes learning to reproduce the
-input and ends just below it (measured: 23.71 dB after 1000 steps against 23.99). Of the settings tried with the
-residual (n_features 16 / 24, crops 32 / 48, learning rates 1e-3 / 3e-3), 16 features with 48x48 crops at 1e-3
-was the fastest to the same PSNR (24 features with 32x32 crops: 24.52 dB after 1200 steps, ~10 minutes; lr 3e-3:
-no gain after 300 steps).
+output, so the network learns the correction (the paper's ESTRNN, every paper config and the official weights
+predict the sharp frame itself; README says what that costs on this budget).
 """
 
 import ml_collections
@@ -64,6 +56,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.dtype = 'float32'
   # Rematerialise each cell step in the backward pass (saves activation memory for long windows).
   config.model.remat = False
+  # Run the recurrent cell unrolled over the window's frames instead of a scan loop (same result; XLA's CPU
+  # backend computes conv gradients inside loops 10-15x slower; costs compile time). The paper configs, sized for
+  # accelerators, keep the scan.
+  config.model.unroll = True
   # Add each centre input frame to its output (the network learns the correction). Not in the paper: the paper
   # configs set False (as the official weights); here it makes the small model beat the blurry input in minutes.
   config.model.residual = True
@@ -149,10 +145,6 @@ def get_config() -> ml_collections.ConfigDict:
   config.keep_checkpoints = 2
   # Checkpoints kept for having the best validation PSNR (0: none kept for that reason).
   config.keep_best_checkpoints = 1
-  # Training step: run the recurrent cell unrolled over the window's frames instead of a scan loop (same
-  # result; XLA's CPU backend computes conv gradients inside loops 10-15x slower; costs compile time). The paper
-  # configs, sized for accelerators, keep the scan.
-  config.unroll_time = True
   # Persistent XLA compilation cache directory (None: off). Speeds up restarts; may be gs://.
   config.compilation_cache_dir = config_dict.placeholder(str)
 

@@ -32,6 +32,7 @@ TRAIN_SEQUENCES, TRAIN_FRAMES = 22, 2103
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """GOPRO config for `arg` = '<model preset>[,runlocal]' (see module docstring)."""
   # 488 steps per epoch: 244,000 steps, milestones at steps 97,600 and 195,200.
-  return recipes.gopro_reds_recipe(
+  return recipes.paper_config(
       arg, dataset='gopro/blur_gamma_960x540', train_frames=TRAIN_FRAMES,
-      train_sequences=TRAIN_SEQUENCES, eval_split='test', eval_every_epochs=20, checkpoint_every_epochs=2)
+      train_sequences=TRAIN_SEQUENCES, learning_rate=1e-4, schedule='step', loss='mse', batch_size=4, drop_last=False,
+      eval_split='test', test_split='test', eval_every_epochs=20, checkpoint_every_epochs=2)

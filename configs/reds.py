@@ -36,8 +36,9 @@ TRAIN_SEQUENCES, TRAIN_FRAMES_PER_SEQUENCE = 120, 100
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """REDS config for `arg` = '<model preset>[,runlocal]' (see module docstring)."""
   # 2790 steps per epoch: 1,395,000 steps, milestones at steps 558,000 and 1,116,000.
-  config = recipes.gopro_reds_recipe(
+  config = recipes.paper_config(
       arg, dataset='reds', train_frames=TRAIN_SEQUENCES * TRAIN_FRAMES_PER_SEQUENCE,
-      train_sequences=TRAIN_SEQUENCES, eval_split='validation', eval_every_epochs=10, checkpoint_every_epochs=1)
+      train_sequences=TRAIN_SEQUENCES, learning_rate=1e-4, schedule='step', loss='mse', batch_size=4, drop_last=False,
+      eval_split='validation', test_split='validation', eval_every_epochs=10, checkpoint_every_epochs=1)
   config.dataset.train_sequences = TRAIN_SEQUENCES
   return config

@@ -36,6 +36,7 @@ import tqdm
 
 from estrnn_jax import frame_storage
 from estrnn_jax import records
+from estrnn_jax import video_io
 
 
 
@@ -97,11 +98,6 @@ class FrameSequence:
     return len(self.blur)
 
 
-def natural_key(name: str) -> tuple[int, int | str]:
-  """Sort key: names made of digits by their number, first; other names alphabetically, after."""
-  return (0, int(name)) if name.isdigit() else (1, name)
-
-
 def _visible_entries(folder: epath.Path) -> list[epath.Path]:
   """Entries of `folder`, without hidden ones (.DS_Store and the like, left by file managers)."""
   return [p for p in folder.iterdir() if not p.name.startswith('.')]
@@ -138,7 +134,7 @@ def list_sequence_dirs(split_dir: epath.Path) -> list[epath.Path]:
     raise InvalidDatasetError(f'Unexpected file {stray[0]}: {split_dir} should contain only sequence folders.')
   if not entries:
     raise InvalidDatasetError(f'No sequence folders in {split_dir}.')
-  return sorted(entries, key=lambda p: natural_key(p.name))
+  return sorted(entries, key=lambda p: video_io.natural_sort_key(p.name))
 
 
 def frame_number(path: epath.Path, name_pattern: re.Pattern[str] = PNG_FRAME_NAME) -> int:

@@ -165,6 +165,8 @@ class SequenceEvaluator:
       raise ValueError(f'protocol must be one of {PROTOCOLS}, got {protocol!r}.')
     if rounding not in ('round', 'truncate'):
       raise ValueError(f"rounding must be 'round' or 'truncate', got {rounding!r}.")
+    if isinstance(model, model_lib.ESTRNN):
+      model = model.clone(unroll=False)   # forward only: the scan compiles faster and runs as fast
     self.model = model
     self.protocol = protocol
     self.chunk_frames = chunk_frames

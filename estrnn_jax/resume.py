@@ -27,12 +27,13 @@ RESUMABLE_FIELDS = (
     'eval.', 'eval_every_steps', 'checkpoint_every_steps', 'log_every_steps', 'keep_checkpoints',
     'keep_best_checkpoints',
     'dataset.data_dir', 'dataset.num_workers', 'compilation_cache_dir',
-    'model.remat', 'unroll_time',   # how the same computation is scheduled, not what it computes
+    'model.remat', 'model.unroll',  # how the same computation is scheduled, not what it computes
+    'unroll_time',                  # model.unroll's name in workdirs written before it moved into the model
     'init_from',                    # only read by a fresh run; a resume continues from its own checkpoint
     'grad_accum_steps',             # the same update, computed in more or fewer pieces
 )
 # ESTRNN fields that change how it runs, not what it computes.
-RESUMABLE_MODEL_FIELDS = ('remat',)
+RESUMABLE_MODEL_FIELDS = ('remat', 'unroll')
 
 
 class ResumeMismatchError(ValueError):

@@ -126,32 +126,8 @@ def _state_from_params(params: Any, *, tx: optax.GradientTransformation) -> Trai
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
 
-def forward(model: model_lib.ESTRNN, params: Any, frames: jax.Array, *, unroll: bool = True) -> jax.Array:
-  """`model.apply({'params': params}, frames)`, optionally with the recurrence unrolled over time.
-
-  With `unroll`, the cell runs once per frame in straight-line code (`ESTRNN.step`, rematerialised if
-  `model.remat`) instead of `ESTRNN.encode`'s scan loop; the outputs are the same. XLA's CPU backend runs the
-  convolution gradients inside a loop body 10-15x slower than outside one (measured: 4.9 s vs 0.36 s for the
-  default config's step), and training windows are short (T <= ~10), so unrolling costs only compile time.
-  """
-  if not unroll:
-    return model.apply({'params': params}, frames)
-  padded, (height, width) = model_lib.pad_to_multiple(frames, 4)
-  cell = lambda p, s, x: model.apply({'params': p}, s, x, method=model_lib.ESTRNN.step)
-  if model.remat:
-    cell = jax.checkpoint(cell)
-  state = model.initial_state(padded.shape[0], padded.shape[2], padded.shape[3])
-  hs = []
-  for t in range(padded.shape[1]):
-    state, h = cell(params, state, padded[:, t])
-    hs.append(h)
-  outputs = model.apply({'params': params}, jnp.stack(hs, axis=1), model.centre_frames(padded),
-                        method=model_lib.ESTRNN.decode)
-  return outputs[:, :, :height, :width, :]
-
-
 # Model fields a fine-tuning source (`config.init_from`) may differ in: how the model runs, not what it computes.
-_EXECUTION_FIELDS = ('dtype', 'remat', 'fold_gsa')
+_EXECUTION_FIELDS = ('dtype', 'remat', 'unroll', 'fold_gsa')
 
 
 def load_init_params(path: str, model: model_lib.ESTRNN) -> Any:
@@ -184,8 +160,7 @@ def check_accumulation(config: ml_collections.ConfigDict, mesh: jax.sharding.Mes
 
 
 def loss_and_grads(params: Any, batch: Mapping[str, jax.Array], *, model: model_lib.ESTRNN,
-                   loss_fn: losses.LossFn, unroll: bool = True, accumulation_steps: int = 1
-                   ) -> tuple[jax.Array, Any]:
+                   loss_fn: losses.LossFn, accumulation_steps: int = 1) -> tuple[jax.Array, Any]:
   """The batch's mean loss and its gradient with respect to `params`; frames uint8 or float in [-0.5, 0.5].
 
   With `accumulation_steps` k > 1 the batch is split into k micro-batches of B/k windows (rows i, i+k, ..., so
@@ -196,7 +171,7 @@ def loss_and_grads(params: Any, batch: Mapping[str, jax.Array], *, model: model_
   def compute_loss(params, micro_batch):
     # uint8 frames (as the input pipeline ships them) become [-0.5, 0.5] here, on the device.
     blur, sharp = images.normalise_on_device(micro_batch['blur']), images.normalise_on_device(micro_batch['sharp'])
-    outputs = forward(model, params, blur, unroll=unroll)
+    outputs = model.apply({'params': params}, blur)
     return loss_fn(outputs, sharp)
 
   if accumulation_steps == 1:
@@ -215,7 +190,7 @@ def loss_and_grads(params: Any, batch: Mapping[str, jax.Array], *, model: model_
 
 def train_step(state: TrainState, batch: Mapping[str, jax.Array], *, model: model_lib.ESTRNN,
                tx: optax.GradientTransformation, loss_fn: losses.LossFn, schedule: optax.Schedule,
-               unroll: bool = True, accumulation_steps: int = 1) -> tuple[TrainState, dict[str, jax.Array]]:
+               accumulation_steps: int = 1) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimiser update on a global batch {'blur': (B,T,h,w,3), 'sharp': (B,T-p-f,h,w,3)}: uint8 frames as the
   input pipeline ships them (normalised on the device, in `loss_and_grads`) or float frames in [-0.5, 0.5].
 
@@ -223,7 +198,7 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], *, model: mode
   Returns the new state and scalar metrics: loss (before the update), grad_norm (before clipping),
   param_norm (after the update) and learning_rate (used for this update).
   """
-  loss, grads = loss_and_grads(state.params, batch, model=model, loss_fn=loss_fn, unroll=unroll,
+  loss, grads = loss_and_grads(state.params, batch, model=model, loss_fn=loss_fn,
                                accumulation_steps=accumulation_steps)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
@@ -231,18 +206,6 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], *, model: mode
   step_metrics = {'loss': loss, 'grad_norm': optax.tree.norm(grads), 'param_norm': optax.tree.norm(params),
                   'learning_rate': schedule(state.step)}
   return new_state, step_metrics
-
-
-def eval_step(params: Any, batch: Mapping[str, jax.Array], *, model: model_lib.ESTRNN, loss_fn: losses.LossFn,
-              rounding: str = 'round') -> dict[str, jax.Array]:
-  """Scores a batch of windows: per output frame loss, PSNR and SSIM (and the blurry input's), each (B, T-p-f).
-
-  The sequence-level protocols in `estrnn_jax.evaluate` run this same scoring on whole sequences.
-  """
-  outputs = model.apply({'params': params}, batch['blur'])
-  scores = evaluation.score_frames(outputs, model.centre_frames(batch['blur']), batch['sharp'], loss_fn, rounding)
-  del scores['outputs']
-  return scores
 
 
 class _PreemptionWatcher:
@@ -342,9 +305,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
     logging.info('Initialised the parameters from %s (step 0, fresh optimiser state).', config.init_from)
   start_step = int(jax.device_get(state.step))
 
-  p_train_step = jax.jit(
+  sharded_train_step = jax.jit(
       functools.partial(train_step, model=model, tx=tx, loss_fn=loss_fn, schedule=schedule,
-                        unroll=config.unroll_time, accumulation_steps=accumulation_steps),
+                        accumulation_steps=accumulation_steps),
       in_shardings=(state_sharding, sharding.data_sharding(mesh)),
       out_shardings=(state_sharding, sharding.replicated(mesh)),
       donate_argnames=('state',), compiler_options=jit_utils.cpu_compiler_options())
@@ -393,7 +356,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
       step += 1
       with jax.profiler.StepTraceAnnotation('train', step_num=step):
         batch = sharding.shard_batch(next(train_iter), mesh)
-        state, step_metrics = p_train_step(state, batch)
+        state, step_metrics = sharded_train_step(state, batch)
       flush_pending()  # the previous step's metrics, while this step runs
       pending = (step, step_metrics)
       if step == start_step + 1:

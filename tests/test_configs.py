@@ -64,7 +64,7 @@ def test_bsd_recipe(setting, size, features, blocks):
   opt = config.optimizer
   assert (opt.b1, opt.b2, opt.eps) == (0.9, 0.999, 1e-8)
   assert opt.learning_rate == 5e-4 and opt.schedule == 'cosine' and opt.end_learning_rate == 1e-8
-  assert opt.warmup_steps == 0 and config.model.dtype == 'float32' and not config.unroll_time
+  assert opt.warmup_steps == 0 and config.model.dtype == 'float32' and not config.model.unroll
   assert opt.grad_clip_norm == 20.0
   # 60 sequences x (100 - 8 + 1) windows = 5580 samples, 697 full batches of 8 per epoch, 500 epochs.
   assert opt.steps_per_epoch == 697
@@ -100,7 +100,7 @@ def test_config_arguments():
   local = bsd.get_config('3ms24ms,b9c60,runlocal')
   assert local.dataset.name == 'bsd/3ms24ms' and local.model.n_blocks == 9
   assert local.batch_size == 2 and local.num_train_steps == 20 and local.dataset.crop_size == 64
-  assert local.unroll_time
+  assert local.model.unroll
   with pytest.raises(ValueError, match="unexpected or repeated 'b15c60'"):
     bsd.get_config('2ms16ms,b15c60')
   with pytest.raises(ValueError, match="unexpected or repeated '2ms16ms'"):

@@ -16,6 +16,7 @@ from datasets import common
 from datasets import make_dummy_data
 from datasets.gopro import gopro_dataset_builder
 from estrnn_jax import records
+from estrnn_jax import video_io
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -100,8 +101,10 @@ def test_list_frames_sorts_numerically_and_ignores_hidden_files(tmp_path):
   for name in ('10.png', '9.png', '000011.png', '.DS_Store'):
     (tmp_path / name).write_bytes(b'')
   assert [p.name for p in common.list_frames(tmp_path)] == ['9.png', '10.png', '000011.png']
-  assert common.natural_key('10') > common.natural_key('9')
-  assert sorted(['b', '10', 'a', '2'], key=common.natural_key) == ['2', '10', 'a', 'b']
+  # The project's one natural sort (sequence folders and frame files, here and in `deblur`'s frame folders).
+  key = video_io.natural_sort_key
+  assert key('10') > key('9') and key('seq10') > key('seq9')
+  assert sorted(['b', '10', 'a', '2', 'seq10', 'seq9'], key=key) == ['2', '10', 'a', 'b', 'seq9', 'seq10']
 
 
 def test_sequence_table_errors(tmp_path):

@@ -113,7 +113,8 @@ def test_one_step_run_writes_checkpoint_events_and_configs(config, tmp_path):
 
   saved = model.to_config()
   assert saved == {'n_features': 4, 'n_blocks': 2, 'past_frames': 2, 'future_frames': 2, 'dtype': 'float32',
-                   'remat': False, 'fold_gsa': True, 'residual': True, 'cell': 'rdb', 'fusion': 'gsa'}
+                   'remat': False, 'unroll': True, 'fold_gsa': True, 'residual': True, 'cell': 'rdb',
+                   'fusion': 'gsa'}
   import json  # pylint: disable=g-import-not-at-top
   assert json.loads((tmp_path / 'config.json').read_text())['num_train_steps'] == 1
 
@@ -277,14 +278,24 @@ def test_sigterm_saves_a_usable_checkpoint(data_dir, cache_dir, tmp_path):
 
 
 @pytest.mark.parametrize('residual', [False, True])
-def test_forward_unrolled_equals_model_call(residual):
-  model = model_lib.ESTRNN(n_features=4, n_blocks=2, remat=True, residual=residual)
+def test_unrolled_model_equals_the_scan_in_outputs_and_gradients(residual):
+  """ESTRNN(unroll=True) (how CPU training runs the cell) has the scan's parameters, outputs and gradients."""
+  scan = model_lib.ESTRNN(n_features=4, n_blocks=2, remat=True, residual=residual)
+  unrolled = scan.clone(unroll=True)
   frames = jnp.asarray(np.random.default_rng(0).uniform(-0.5, 0.5, (2, 6, 18, 22, 3)), jnp.float32)
-  params = model_lib.init_params(model, 0)
-  direct = jax.jit(lambda p, x: model.apply({'params': p}, x))(params, frames)
-  unrolled = jax.jit(lambda p, x: train.forward(model, p, x, unroll=True))(params, frames)
-  assert unrolled.shape == (2, 2, 18, 22, 3)
-  np.testing.assert_allclose(unrolled, direct, atol=1e-6)
+  params = model_lib.init_params(scan, 0)
+  assert jax.tree.structure(model_lib.abstract_params(unrolled)) == jax.tree.structure(params)
+
+  def loss(model, p):
+    out = model.apply({'params': p}, frames)
+    return jnp.mean(out ** 2), out
+
+  (_, direct), grads = jax.jit(jax.value_and_grad(lambda p: loss(scan, p), has_aux=True))(params)
+  (_, out), unrolled_grads = jax.jit(jax.value_and_grad(lambda p: loss(unrolled, p), has_aux=True))(params)
+  assert out.shape == (2, 2, 18, 22, 3)
+  np.testing.assert_allclose(out, direct, atol=1e-6)
+  for a, b in zip(jax.tree.leaves(unrolled_grads), jax.tree.leaves(grads)):
+    np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-4)
 
 
 def test_learning_rate_schedules(config):
