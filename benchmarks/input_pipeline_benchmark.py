@@ -132,7 +132,7 @@ def main(argv):
 
     iterator = input_pipeline.create_train_iterator(
         dataset=dataset, data_dir=data_dir, split=f.split, global_batch_size=f.batch_size,
-        frames=f.frames, past_frames=2, future_frames=2, crop_size=f.crop_size or None, seed=0,
+        window_frames=f.frames, past_frames=2, future_frames=2, crop_size=f.crop_size or None, seed=0,
         num_workers=f.num_workers, shard_index=0, shard_count=1)
     for _ in range(f.warmup):
       batch = next(iterator)

@@ -80,7 +80,7 @@ def get_config() -> ml_collections.ConfigDict:
   # first 120 of its 240 training sequences.
   config.dataset.train_sequences = 0
   # Consecutive frames per training window; the loss covers the `frames - past - future` centre frames.
-  config.dataset.frames = 6
+  config.dataset.window_frames = 6
   # Side of the square random crop (same crop and flips for every frame of a window). Multiple of 4.
   config.dataset.crop_size = 48
   # grain worker processes per host for training data (0: read in the training process; -1: sized for the host,

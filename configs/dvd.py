@@ -35,6 +35,7 @@ TRAIN_SEQUENCES, TRAIN_FRAMES = 61, 5708
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """DVD config for `arg` = '<model preset>[,runlocal]' (see module docstring)."""
   return recipes.paper_config(
-      arg, dataset='dvd', train_frames=TRAIN_FRAMES, train_sequences=TRAIN_SEQUENCES, learning_rate=1e-4, schedule='step', loss='mse', batch_size=4, drop_last=False,
+      arg, dataset='dvd', train_frames=TRAIN_FRAMES, train_sequences=TRAIN_SEQUENCES, learning_rate=1e-4,
+      schedule='step', loss='mse', batch_size=4, drop_last=False,
       eval_split='test', test_split='test',
       eval_every_epochs=20, checkpoint_every_epochs=2)

@@ -2,8 +2,8 @@
 `reds.py`, `dvd.py`) pass only what differs. Not a config itself.
 
 Epochs become steps the way the reference's data loaders count them: one training sample is every window of
-`frames` consecutive frames inside a sequence, so an epoch has `sum over sequences (length - frames + 1)`
-samples, i.e. `total_frames - (frames - 1) * num_sequences`, and `samples / batch_size` steps (BSD's loader drops
+`window_frames` (T) consecutive frames inside a sequence, so an epoch has `sum over sequences (length - T + 1)`
+samples, i.e. `total_frames - (T - 1) * num_sequences`, and `samples / batch_size` steps (BSD's loader drops
 the last partial batch, GOPRO's and REDS's keep it).
 """
 
@@ -42,10 +42,10 @@ def set_model_size(config: ml_collections.ConfigDict, size: str) -> None:
   presets.MODEL_PRESETS[size]().apply(config)
 
 
-def steps_per_epoch(*, total_frames: int, num_sequences: int, frames: int, batch_size: int,
+def steps_per_epoch(*, total_frames: int, num_sequences: int, window_frames: int, batch_size: int,
                     drop_last: bool) -> int:
   """Optimiser steps in one reference epoch (see module docstring)."""
-  samples = total_frames - (frames - 1) * num_sequences
+  samples = total_frames - (window_frames - 1) * num_sequences
   return samples // batch_size if drop_last else math.ceil(samples / batch_size)
 
 
@@ -79,13 +79,13 @@ def paper_config(arg: str | None, *, dataset: str, train_frames: int, train_sequ
   config.model.unroll = False  # sized for accelerators: the cell runs as a scan (see configs/default.py)
 
   config.dataset.name = dataset.format(setting=setting)
-  config.dataset.frames = 8
+  config.dataset.window_frames = 8
   config.dataset.crop_size = 256
   config.dataset.num_workers = 8
 
   config.loss = loss
-  epoch = steps_per_epoch(total_frames=train_frames, num_sequences=train_sequences, frames=config.dataset.frames,
-                          batch_size=batch_size, drop_last=drop_last)
+  epoch = steps_per_epoch(total_frames=train_frames, num_sequences=train_sequences,
+                          window_frames=config.dataset.window_frames, batch_size=batch_size, drop_last=drop_last)
   config.num_train_steps = PAPER_EPOCHS * epoch
   config.optimizer.warmup_steps = 0
   config.optimizer.learning_rate = learning_rate

@@ -20,7 +20,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.n_blocks = 2
 
   config.dataset.name = 'synthetic_blur/tiny'
-  config.dataset.frames = 5
+  config.dataset.window_frames = 5
   config.dataset.crop_size = 32
   config.dataset.num_workers = 0
 

@@ -32,7 +32,6 @@ from typing import Any
 from absl import logging
 from etils import epath
 import jax
-import jax.numpy as jnp
 from jax.experimental import multihost_utils
 import numpy as np
 from PIL import Image

@@ -4,8 +4,8 @@ The datasets store one ArrayRecord record per frame, in (sequence, frame) order,
 table in their metadata (`records.sequence_table`), so both pipelines find their frames without
 reading any image and decode exactly the frames they use.
 
-Training (`create_train_iterator`): every window of `frames` consecutive frames inside one sequence is an
-example (a sequence of length L gives L - frames + 1 windows; windows never cross a sequence boundary). An
+Training (`create_train_iterator`): every window of `window_frames` consecutive frames inside one sequence is an
+example (a sequence of length L gives L - window_frames + 1 windows; windows never cross a sequence boundary). An
 epoch visits every window once, in an order reshuffled every epoch; each window gets one random crop and
 random horizontal and vertical flips (p = 0.5 each) shared by all its frames and by blur and sharp (the
 reference's augmentation). Batches are `{'blur': (B, T, h, w, 3), 'sharp': (B, T - past - future, h, w, 3)}`
@@ -101,22 +101,24 @@ def list_sequences(*, dataset: str, data_dir: str | os.PathLike[str] | None, spl
   return records.sequence_table(load_builder(dataset, data_dir), split)
 
 
-def window_starts(table: Sequence[records.SequenceRow], frames: int, *, where: str = 'the dataset') -> np.ndarray:
-  """Record index of the first frame of every `frames`-frame window inside one sequence: (num_windows,) int64.
+def window_starts(table: Sequence[records.SequenceRow], window_frames: int, *, where: str = 'the dataset'
+                  ) -> np.ndarray:
+  """Record index of the first frame of every `window_frames`-frame window inside one sequence: (num_windows,) int64.
 
-  Raises ValueError naming the sequences shorter than `frames`, or when there is no window at all.
+  Raises ValueError naming the sequences shorter than `window_frames`, or when there is no window at all.
   """
-  if frames < 1:
-    raise ValueError(f'frames must be >= 1, got {frames}')
-  short = [(name, length) for name, _, length in table if length < frames]
+  if window_frames < 1:
+    raise ValueError(f'window_frames must be >= 1, got {window_frames}')
+  short = [(name, length) for name, _, length in table if length < window_frames]
   if short:
     listed = ', '.join(f'{name!r} ({length} frames)' for name, length in short[:10])
     more = f' and {len(short) - 10} more' if len(short) > 10 else ''
-    raise ValueError(f'{len(short)} sequence(s) of {where} are shorter than frames={frames}: {listed}{more}. '
+    raise ValueError(f'{len(short)} sequence(s) of {where} are shorter than window_frames={window_frames}: '
+                     f'{listed}{more}. '
                      'Use fewer frames per window or drop those sequences.')
-  starts = [np.arange(first, first + length - frames + 1) for _, first, length in table]
+  starts = [np.arange(first, first + length - window_frames + 1) for _, first, length in table]
   if not starts or sum(len(s) for s in starts) == 0:
-    raise ValueError(f'No window of {frames} frames fits in {where}: it has no sequences.')
+    raise ValueError(f'No window of {window_frames} frames fits in {where}: it has no sequences.')
   return np.concatenate(starts).astype(np.int64)
 
 
@@ -152,22 +154,22 @@ def _decode_records(frame_records: Sequence[dict[str, Any]], name: str, first_fr
 
 
 class WindowSource(grain.sources.RandomAccessDataSource):
-  """Random access to `frames`-frame windows, undecoded: element i = {'blur': the T frames' stored bytes,
+  """Random access to `window_frames`-frame windows, undecoded: element i = {'blur': the T frames' stored bytes,
   'sharp': the stored bytes of the centre frames `[past : T - future]` only, 'sequence': name, 'first_frame':
   the window's first frame in its sequence}.
 
   Reads exactly the window's T records and checks they are the frames the sequence table says.
   """
 
-  def __init__(self, frame_source, table: Sequence[records.SequenceRow], frames: int, where: str, *,
+  def __init__(self, frame_source, table: Sequence[records.SequenceRow], window_frames: int, where: str, *,
                past_frames: int = 0, future_frames: int = 0):
     self._source = frame_source
-    self._frames = frames
-    self._targets = slice(past_frames, frames - future_frames)
+    self._window_frames = window_frames
+    self._targets = slice(past_frames, window_frames - future_frames)
     self._where = where
-    self._starts = window_starts(table, frames, where=where)
+    self._starts = window_starts(table, window_frames, where=where)
     # For each window: its sequence's row (for names in checks and errors).
-    lengths = np.array([length - frames + 1 for _, _, length in table])
+    lengths = np.array([length - window_frames + 1 for _, _, length in table])
     self._sequence_of_window = np.repeat(np.arange(len(table)), lengths)
     self._table = list(table)
 
@@ -179,13 +181,13 @@ class WindowSource(grain.sources.RandomAccessDataSource):
     name, first, _ = self._table[self._sequence_of_window[index]]
     # One record at a time: this already runs in one of grain's reader threads, and the data source's batched
     # read (`__getitems__`) would start a thread pool of its own for every window (~50% more CPU per window).
-    frame_records = [self._source[i] for i in range(start, start + self._frames)]
+    frame_records = [self._source[i] for i in range(start, start + self._window_frames)]
     _check_records(frame_records, name, start - first, self._where)
     return {'blur': [r['blur'] for r in frame_records], 'sharp': [r['sharp'] for r in frame_records[self._targets]],
             'sequence': name, 'first_frame': start - first}
 
   def __repr__(self) -> str:
-    return f'WindowSource({self._where}, frames={self._frames}, windows={len(self)})'
+    return f'WindowSource({self._where}, window_frames={self._window_frames}, windows={len(self)})'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -303,7 +305,8 @@ class TrainIterator(grain.DatasetIterator):
   def set_state(self, state: dict[str, Any]) -> None:
     if 'next_batch' not in state:
       raise ValueError(f'Not a training input pipeline state (no "next_batch"): {str(state)[:200]}')
-    saved = state.get('pipeline', {})
+    # States saved before `frames` was renamed `window_frames` carry the old name.
+    saved = {('window_frames' if k == 'frames' else k): v for k, v in state.get('pipeline', {}).items()}
     changed = {k: (saved.get(k), v) for k, v in self._pipeline.items() if saved.get(k) != v}
     if changed:
       logging.warning('Restoring the data iterator from a run with other pipeline settings (saved, now): %s. '
@@ -335,7 +338,7 @@ def _resolve_shard(shard_index: int | None, shard_count: int | None) -> tuple[in
 
 
 def create_train_iterator(*, dataset: str, data_dir: str | os.PathLike[str] | None, split: str,
-                          global_batch_size: int, frames: int, past_frames: int, future_frames: int,
+                          global_batch_size: int, window_frames: int, past_frames: int, future_frames: int,
                           crop_size: int | None, seed: int, num_workers: int = 0, shard_index: int | None = None,
                           shard_count: int | None = None, max_sequences: int = 0) -> TrainIterator:
   """An endless, shuffled, augmented, checkpointable iterator of training batches for this process.
@@ -345,7 +348,7 @@ def create_train_iterator(*, dataset: str, data_dir: str | os.PathLike[str] | No
     data_dir: where the dataset was built (None: TFDS's default).
     split: a whole split name, e.g. 'train'.
     global_batch_size: windows per step over all processes; must be divisible by shard_count.
-    frames: frames per window (T).
+    window_frames: frames per window (T).
     past_frames, future_frames: frames without a target at the start / end of each window.
     crop_size: side of the square random crop; None keeps full frames.
     seed: fixes the window order and the augmentation (0 <= seed < 2**32).
@@ -364,8 +367,8 @@ def create_train_iterator(*, dataset: str, data_dir: str | os.PathLike[str] | No
   if global_batch_size < 1 or global_batch_size % shard_count:
     raise ValueError(f'global_batch_size={global_batch_size} must be a positive multiple of the number of '
                      f'processes/shards ({shard_count}).')
-  if past_frames < 0 or future_frames < 0 or past_frames + future_frames >= frames:
-    raise ValueError(f'frames={frames} leaves no target frame with past_frames={past_frames} and '
+  if past_frames < 0 or future_frames < 0 or past_frames + future_frames >= window_frames:
+    raise ValueError(f'window_frames={window_frames} leaves no target frame with past_frames={past_frames} and '
                      f'future_frames={future_frames}.')
   if crop_size is not None and crop_size < 1:
     raise ValueError(f'crop_size must be positive or None, got {crop_size}')
@@ -385,7 +388,8 @@ def create_train_iterator(*, dataset: str, data_dir: str | os.PathLike[str] | No
     table = table[:max_sequences]
     where += f' (its first {max_sequences} sequences)'
   stored = dataset_frame_format(builder, dataset)
-  windows = WindowSource(frame_source, table, frames, where, past_frames=past_frames, future_frames=future_frames)
+  windows = WindowSource(frame_source, table, window_frames, where, past_frames=past_frames,
+                         future_frames=future_frames)
   if crop_size is not None:  # fail fast on the first frame rather than inside a worker
     first_blur = frame_source[table[0][1]]['blur']
     height, width = frame_storage.frame_size(first_blur, stored, f'the first frame of {where}')
@@ -393,14 +397,15 @@ def create_train_iterator(*, dataset: str, data_dir: str | os.PathLike[str] | No
       raise ValueError(f'crop_size={crop_size} is larger than the {height}x{width} frames of {where}.')
   batch_size = global_batch_size // shard_count
   logging.info('Training windows: %d of %d frames from %d sequences of %s; batch %d per process (%d of %d).',
-               len(windows), frames, len(table), where, batch_size, shard_index, shard_count)
+               len(windows), window_frames, len(table), where, batch_size, shard_index, shard_count)
 
   ds = grain.MapDataset.source(windows).seed(seed)
   ds = ds.shuffle().repeat()  # a new order every epoch
   ds = ds.random_map(CropFlip(crop_size, past_frames, stored, where))
   ds = ds[shard_index::shard_count]
   ds = ds.batch(batch_size, drop_remainder=True)
-  pipeline = {'dataset': dataset, 'split': split, 'global_batch_size': global_batch_size, 'frames': frames,
+  pipeline = {'dataset': dataset, 'split': split, 'global_batch_size': global_batch_size,
+              'window_frames': window_frames,
               'past_frames': past_frames, 'future_frames': future_frames, 'crop_size': crop_size, 'seed': seed,
               'shard_index': shard_index, 'shard_count': shard_count}
   if max_sequences:

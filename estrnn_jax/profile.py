@@ -15,7 +15,6 @@ the traced program, not from a table, so they follow any configuration.
 
 import dataclasses
 import math
-from typing import Any
 
 from absl import app
 from absl import flags

@@ -28,10 +28,11 @@ RESUMABLE_FIELDS = (
     'keep_best_checkpoints',
     'dataset.data_dir', 'dataset.num_workers', 'compilation_cache_dir',
     'model.remat', 'model.unroll',  # how the same computation is scheduled, not what it computes
-    'unroll_time',                  # model.unroll's name in workdirs written before it moved into the model
     'init_from',                    # only read by a fresh run; a resume continues from its own checkpoint
     'grad_accum_steps',             # the same update, computed in more or fewer pieces
 )
+# Config fields renamed since a workdir may have been written: old dotted name -> new one (compared as the new).
+RENAMED_FIELDS = {'unroll_time': 'model.unroll', 'dataset.frames': 'dataset.window_frames'}
 # ESTRNN fields that change how it runs, not what it computes.
 RESUMABLE_MODEL_FIELDS = ('remat', 'unroll')
 
@@ -70,7 +71,7 @@ def check(workdir: str, *, saved_config: Mapping[str, Any] | None, saved_model: 
     ResumeMismatchError: naming every refused field with both values, and what to do instead.
   """
   refused, allowed = [], []
-  saved_flat = flatten(saved_config or {})
+  saved_flat = {RENAMED_FIELDS.get(name, name): value for name, value in flatten(saved_config or {}).items()}
   new_flat = flatten(new_config)
   if saved_model is not None:
     for name in sorted(set(saved_model) | set(new_model)):

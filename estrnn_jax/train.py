@@ -284,7 +284,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
 
   train_iter = input_pipeline.create_train_iterator(
       dataset=config.dataset.name, data_dir=config.dataset.data_dir, split=config.dataset.train_split,
-      global_batch_size=config.batch_size, frames=config.dataset.frames, past_frames=config.model.past_frames,
+      global_batch_size=config.batch_size, window_frames=config.dataset.window_frames,
+      past_frames=config.model.past_frames,
       future_frames=config.model.future_frames, crop_size=config.dataset.crop_size, seed=config.seed,
       num_workers=config.dataset.num_workers, max_sequences=config.dataset.train_sequences)
 

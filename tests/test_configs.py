@@ -10,7 +10,6 @@ from configs import bsd
 from configs import default
 from configs import dvd
 from configs import gopro
-from configs import recipes
 from configs import reds
 from configs import test as test_config
 
@@ -37,7 +36,7 @@ def test_every_config_has_the_common_fields_and_the_same_schema():
       assert isinstance(config[field], int), (name, field)
     assert set(_flat_keys(config)) == reference_keys, name
     assert config.batch_size > 0 and config.num_train_steps > 0
-    assert config.dataset.frames > config.model.past_frames + config.model.future_frames
+    assert config.dataset.window_frames > config.model.past_frames + config.model.future_frames
     assert config.dataset.crop_size % 4 == 0
     # Only the laptop-sized synthetic configs use the residual output; paper configs are the paper's model.
     assert config.model.residual == (config.dataset.name.startswith('synthetic_blur/')), name
@@ -59,7 +58,7 @@ def test_bsd_recipe(setting, size, features, blocks):
   assert (config.model.n_features, config.model.n_blocks, config.model.residual) == (features, blocks, False)
   assert (config.model.past_frames, config.model.future_frames) == (2, 2)
   assert config.seed == 39 and config.batch_size == 8
-  assert config.dataset.frames == 8 and config.dataset.crop_size == 256
+  assert config.dataset.window_frames == 8 and config.dataset.crop_size == 256
   assert config.loss == 'charbonnier_color'
   opt = config.optimizer
   assert (opt.b1, opt.b2, opt.eps) == (0.9, 0.999, 1e-8)
@@ -83,7 +82,7 @@ def test_gopro_and_reds_recipe(module, dataset, steps_per_epoch, eval_split, siz
   assert config.dataset.name == dataset
   assert (config.model.n_features, config.model.n_blocks, config.model.residual) == (features, blocks, False)
   assert config.seed == 39 and config.batch_size == 4
-  assert config.dataset.frames == 8 and config.dataset.crop_size == 256
+  assert config.dataset.window_frames == 8 and config.dataset.crop_size == 256
   assert config.loss == 'mse'
   opt = config.optimizer
   assert opt.learning_rate == 1e-4 and opt.schedule == 'step' and opt.decay_factor == 0.5

@@ -2,8 +2,6 @@
 
 import pathlib
 import re
-import subprocess
-import sys
 import zipfile
 
 import jax

@@ -57,7 +57,7 @@ def data_dir(tmp_path_factory) -> str:
 
 
 def train_iterator(data_dir, **overrides):
-  kwargs = dict(dataset=DATASET, data_dir=data_dir, split='train', global_batch_size=4, frames=FRAMES,
+  kwargs = dict(dataset=DATASET, data_dir=data_dir, split='train', global_batch_size=4, window_frames=FRAMES,
                 past_frames=PAST, future_frames=FUTURE, crop_size=16, seed=0, shard_index=0, shard_count=1)
   kwargs.update(overrides)
   return input_pipeline.create_train_iterator(**kwargs)
@@ -227,8 +227,8 @@ def test_process_shards_split_the_global_batch(data_dir):
 
 
 def test_bad_arguments_are_named(data_dir, tmp_path):
-  with pytest.raises(ValueError, match=r"shorter than frames=8: '000' \(5 frames\), '002' \(7 frames\)"):
-    train_iterator(data_dir, frames=8)
+  with pytest.raises(ValueError, match=r"shorter than window_frames=8: '000' \(5 frames\), '002' \(7 frames\)"):
+    train_iterator(data_dir, window_frames=8)
   with pytest.raises(ValueError, match='crop_size=40 is larger than the 24x32 frames'):
     train_iterator(data_dir, crop_size=40)
   with pytest.raises(ValueError, match=r'global_batch_size=3 must be a positive multiple .* \(2\)'):
@@ -236,7 +236,7 @@ def test_bad_arguments_are_named(data_dir, tmp_path):
   with pytest.raises(ValueError, match='Give both shard_index and shard_count'):
     train_iterator(data_dir, shard_index=None)
   with pytest.raises(ValueError, match='no target frame'):
-    train_iterator(data_dir, frames=2)
+    train_iterator(data_dir, window_frames=2)
   with pytest.raises(ValueError, match='no split'):
     train_iterator(data_dir, split='nonexistent')
   with pytest.raises(FileNotFoundError, match='not prepared'):
@@ -302,7 +302,7 @@ def _png(pixels: np.ndarray) -> bytes:
 
 def _window(frame_source, table, frames, past=0, future=0, seed=0):
   """Element 0 of a WindowSource read through CropFlip (full frames), as the training pipeline reads it."""
-  source = input_pipeline.WindowSource(frame_source, table, frames=frames, where='fake', past_frames=past,
+  source = input_pipeline.WindowSource(frame_source, table, window_frames=frames, where='fake', past_frames=past,
                                        future_frames=future)
   crop_flip = input_pipeline.CropFlip(crop_size=None, past_frames=past, stored='png', where='fake')
   return crop_flip.random_map(source[0], np.random.default_rng(seed))
@@ -312,7 +312,7 @@ def test_records_that_disagree_with_the_table_are_named():
   good = _png(encode_frame(0, 0, 0))
   record = lambda seq, frame, png=good: {'blur': png, 'sharp': good, 'sequence': seq, 'frame_index': frame}
   gap = _FakeFrames([record(b'000', 0), record(b'000', 1), record(b'000', 3)])
-  source = input_pipeline.WindowSource(gap, [('000', 0, 3)], frames=2, where='fake')
+  source = input_pipeline.WindowSource(gap, [('000', 0, 3)], window_frames=2, where='fake')
   assert _window(gap, [('000', 0, 3)], frames=2)['blur'].shape == (2, HEIGHT, WIDTH, 3)
   with pytest.raises(ValueError, match="fake: expected frame 2 of sequence '000' but the record holds frame 3"):
     source[1]

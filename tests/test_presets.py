@@ -45,7 +45,7 @@ def test_every_model_preset_loads_in_every_dataset_config():
     for config in configs:
       past, future = WINDOWS.get(name, (2, 2))
       assert (config.model.past_frames, config.model.future_frames) == (past, future), name
-      assert config.dataset.frames > past + future and not config.model.residual
+      assert config.dataset.window_frames > past + future and not config.model.residual
       if name.startswith('b'):
         blocks, channels = (int(x) for x in name[1:].split('c'))
         assert (config.model.n_blocks, 5 * config.model.n_features) == (blocks, channels)

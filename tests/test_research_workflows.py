@@ -1,7 +1,6 @@
 """Research workflows: causal and asymmetric windows end to end, gradient accumulation, fine-tuning from
 released weights (`init_from`), and training on a subset of a split's sequences (the paper's REDS)."""
 
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -186,7 +185,7 @@ def test_reds_trains_on_its_first_120_sequences(tmp_path):
   config = reds.get_config('b9c60')
   assert config.dataset.train_sequences == 120
   iterator = input_pipeline.create_train_iterator(
-      dataset='reds', data_dir=tmp_path / 'tfds', split='train', global_batch_size=8, frames=2, past_frames=0,
+      dataset='reds', data_dir=tmp_path / 'tfds', split='train', global_batch_size=8, window_frames=2, past_frames=0,
       future_frames=0, crop_size=4, seed=0, max_sequences=config.dataset.train_sequences, shard_index=0,
       shard_count=1)
   seen = []
@@ -198,5 +197,5 @@ def test_reds_trains_on_its_first_120_sequences(tmp_path):
   assert sorted(seen) == list(range(120))
   with pytest.raises(ValueError, match='max_sequences=124, but reds split .train. .* has only 123 sequences'):
     input_pipeline.create_train_iterator(
-        dataset='reds', data_dir=tmp_path / 'tfds', split='train', global_batch_size=8, frames=2, past_frames=0,
+        dataset='reds', data_dir=tmp_path / 'tfds', split='train', global_batch_size=8, window_frames=2, past_frames=0,
         future_frames=0, crop_size=4, seed=0, max_sequences=124)

@@ -76,3 +76,15 @@ def test_fields_added_or_removed_by_a_newer_version_are_reported_not_refused():
   changes = resume.check('/w', saved_config=saved, saved_model=MODEL, new_config=config.to_dict(), new_model=MODEL)
   assert changes == ["brand_new_option: new field (not in the workdir's config), 7",
                      "retired_option: no longer in the config (was 'x')"]
+
+
+def test_workdirs_written_under_old_field_names_compare_as_the_new_names():
+  """A workdir from before `dataset.frames` became `dataset.window_frames` (and `unroll_time` `model.unroll`)."""
+  old = test_config.get_config().to_dict()
+  old['dataset']['frames'] = old['dataset'].pop('window_frames')
+  old['unroll_time'] = old['model'].pop('unroll')
+  new = test_config.get_config()
+  assert resume.check('/w', saved_config=old, saved_model=MODEL, new_config=new.to_dict(), new_model=MODEL) == []
+  new.dataset.window_frames = 7
+  with pytest.raises(resume.ResumeMismatchError, match='dataset.window_frames: 5 in the workdir, 7 now'):
+    resume.check('/w', saved_config=old, saved_model=MODEL, new_config=new.to_dict(), new_model=MODEL)

@@ -133,7 +133,8 @@ def test_short_run_lowers_the_loss(unbroken, config):
   from estrnn_jax import input_pipeline, losses  # pylint: disable=g-import-not-at-top
   batch = next(input_pipeline.create_train_iterator(
       dataset=config.dataset.name, data_dir=config.dataset.data_dir, split='validation', global_batch_size=8,
-      frames=config.dataset.frames, past_frames=2, future_frames=2, crop_size=config.dataset.crop_size, seed=1))
+      window_frames=config.dataset.window_frames, past_frames=2, future_frames=2,
+      crop_size=config.dataset.crop_size, seed=1))
   model = train.create_model(config)
   initial_params = model_lib.init_params(model, config.seed)
   blur, sharp = images.from_uint8(batch['blur']), images.from_uint8(batch['sharp'])  # the pipeline ships uint8
