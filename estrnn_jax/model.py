@@ -237,17 +237,15 @@ class RDBCell(nn.Module):
     return s, h
 
 
-class ResBlockCell(nn.Module):
+class ResBlockCell(RDBCell):
   """The paper's "w/o RDB cell" ablation (Sec. 4.4, Table 4): the RDB cell with every RDB replaced by a ResBlock
   and F_R a plain chain of `n_blocks` ResBlocks (5C), as Nah et al. 2017 stack them (no concatenation of the
   block outputs, no fusion convs). Same interface as `RDBCell`.
 
   This is the structure whose thop cost meets all three Table 4 rows without the RDB cell (163.48, 168.56,
   162.69 GMACs) with integer widths (C = 110, 100, 85; 0.14-0.22% under the paper's bias-counting figures, like
-  every other row); see configs/ablation.py.
+  every other row); see configs/ablation.py. Fields as `RDBCell`'s.
   """
-  n_features: int
-  n_blocks: int
 
   @nn.compact
   def __call__(self, state: Array, frame: Array) -> tuple[Array, Array]:
