@@ -93,7 +93,10 @@ def run_absl(command: str, main: Callable[[list[str]], Any]) -> NoReturn:
   def parse_flags(argv: list[str]) -> list[str]:
     try:
       return flags.FLAGS(argv)
-    except flags.Error as e:
+    except (AttributeError, KeyError) as e:   # ml_collections: a `--config.<field>` override of no such field
+      report_error(command, UserError(f'a --config override names no such field: {str(e).strip(chr(34))}'))
+      sys.exit(EXIT_ERROR)
+    except USER_ERRORS as e:   # flags.Error, a config file that is missing or fails to load, ...
       report_error(command, e)
       sys.exit(EXIT_ERROR)
 

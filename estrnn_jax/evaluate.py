@@ -10,10 +10,9 @@ described in `estrnn_jax.evaluation`, which does the scoring.
 Outputs (in `--output_dir`, default `<checkpoint>/eval_<split>_<protocol>` for directories): `results.json`
 (summary, per-sequence and per-frame values), `sequences.csv` (one row per sequence) and, with `--save_frames`,
 the deblurred frames as `frames/<sequence>/<frame index %08d>.png`. Multi-host: every process scores its share of
-the sequences; process 0 writes the tables.
+the sequences; process 0 writes the tables. Errors follow `estrnn_jax.cli` (one line, exit status 1).
 """
 
-import functools
 import json
 from typing import Any
 
@@ -25,12 +24,13 @@ import jax
 from ml_collections import config_flags
 
 from estrnn_jax import checkpoints
+from estrnn_jax import cli
 from estrnn_jax import evaluation
 from estrnn_jax import input_pipeline
 from estrnn_jax import runtime
 
 
-def _define_flags() -> dict[str, flags.FlagHolder]:
+def define_flags() -> dict[str, flags.FlagHolder]:
   """The CLI's flags; defined only when this module runs as a program, so importing it never touches FLAGS."""
   return {
       'config': config_flags.DEFINE_config_file(
@@ -92,6 +92,7 @@ def run(config, checkpoint: str, *, which: str = 'latest', step: int | None = No
 
 
 def main(argv: list[str], flag_values: dict[str, flags.FlagHolder]) -> None:
+  """The command: user errors (missing checkpoint or dataset, bad flags) are raised for `cli.run_absl`."""
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   values = {name: holder.value for name, holder in flag_values.items()}
@@ -107,5 +108,5 @@ def main(argv: list[str], flag_values: dict[str, flags.FlagHolder]) -> None:
 
 
 if __name__ == '__main__':
-  _flags = _define_flags()
-  app.run(functools.partial(main, flag_values=_flags))
+  _flags = define_flags()
+  cli.run_absl('evaluate', lambda argv: main(argv, _flags))

@@ -32,11 +32,13 @@ from typing import Any
 from absl import logging
 from etils import epath
 import jax
+import jax.numpy as jnp
 from jax.experimental import multihost_utils
 import numpy as np
 from PIL import Image
 
 from estrnn_jax import atomic
+from estrnn_jax import cli
 from estrnn_jax import images
 from estrnn_jax import inference
 from estrnn_jax import jit_utils
@@ -46,6 +48,10 @@ from estrnn_jax import model as model_lib
 from estrnn_jax import sharding
 
 PROTOCOLS = ('reference', 'full')
+
+
+class NonFiniteOutputError(FloatingPointError):
+  """The model produced NaN or Inf for a sequence: it gets no score (a diverged or damaged checkpoint)."""
 _FRAME_METRICS = ('psnr', 'ssim', 'blur_psnr', 'blur_ssim', 'loss')
 
 
@@ -132,6 +138,7 @@ def score_frames(out: jax.Array, blur: jax.Array, sharp: jax.Array, loss_fn: los
   out_u8 = metrics.quantize(out, rounding)
   frame_loss = jax.vmap(loss_fn)(out.reshape(-1, *out.shape[-3:]), sharp.reshape(-1, *sharp.shape[-3:]))
   return {
+      'finite': jnp.all(jnp.isfinite(out), axis=(-3, -2, -1)),
       'outputs': out_u8,
       'psnr': metrics.psnr(out_u8, sharp_u8), 'ssim': metrics.ssim(out_u8, sharp_u8),
       'blur_psnr': metrics.psnr(blur_u8, sharp_u8), 'blur_ssim': metrics.ssim(blur_u8, sharp_u8),
@@ -220,6 +227,11 @@ class SequenceEvaluator:
     frames = np.concatenate([idx for idx, _ in parts])
     order = np.argsort(frames, kind='stable')
     joined = {k: np.concatenate([np.asarray(s[k]) for _, s in parts])[order] for k in parts[0][1]}
+    if not joined['finite'].all():
+      bad = frames[order][~joined['finite']]
+      raise NonFiniteOutputError(
+          f'Sequence {name!r}: the model output NaN/Inf at {len(bad)} of {len(frames)} scored frames (first: '
+          f'frame {bad[0]}); it gets no score. Is the checkpoint diverged?')
     return SequenceResult(name=name, frames=frames[order],
                           outputs=joined['outputs'] if keep_outputs else None,
                           **{k: joined[k].astype(np.float64) for k in _FRAME_METRICS})
@@ -276,12 +288,28 @@ def evaluate_sequences(evaluator: SequenceEvaluator, sequences: Iterable[tuple[s
     frames_dir: also write each sequence's deblurred scored frames to `<frames_dir>/<name>/%08d.png`.
     keep_outputs_of_first: keep the first sequence's deblurred, blurry and sharp frames (for `image_strips`).
     total: number of sequences, for the progress lines.
+  Raises:
+    NonFiniteOutputError: after scoring the others, naming every sequence whose outputs were NaN/Inf.
+    cli.UserError: the device ran out of memory (naming the sequence, its frame size and what to change).
   """
-  results = []
+  results, failed = [], []
   for i, (name, blur_u8, sharp_u8) in enumerate(sequences):
     start = time.time()
     keep = frames_dir is not None or (keep_outputs_of_first and i == 0)
-    result = evaluator(name, blur_u8, sharp_u8, keep_outputs=keep)
+    try:
+      result = evaluator(name, blur_u8, sharp_u8, keep_outputs=keep)
+    except NonFiniteOutputError as e:
+      logging.error('[%d/%s] %s', i + 1, total or '?', e)
+      failed.append(name)
+      continue
+    except Exception as e:  # pylint: disable=broad-exception-caught
+      if not cli.is_device_out_of_memory(e):
+        raise
+      raise cli.UserError(
+          f'out of device memory scoring sequence {name!r} ({len(blur_u8)} frames of {blur_u8.shape[2]}x'
+          f'{blur_u8.shape[1]}) with the {evaluator.protocol} protocol: use shorter chunks (evaluate '
+          f'--chunk_frames, config.eval.chunk_frames; now {evaluator.chunk_frames}) or --protocol full (one frame '
+          'per device call).') from e
     if frames_dir is not None:
       write_frames(epath.Path(frames_dir) / name, result.frames, result.outputs)
     if keep_outputs_of_first and i == 0:
@@ -293,6 +321,10 @@ def evaluate_sequences(evaluator: SequenceEvaluator, sequences: Iterable[tuple[s
     logging.info('[%d/%s] %s: %d frames, PSNR %.3f dB (blurry %.3f), SSIM %.4f (blurry %.4f), %.1f s',
                  i + 1, total or '?', name, row['frames'], row['psnr'], row['blur_psnr'], row['ssim'],
                  row['blur_ssim'], time.time() - start)
+  if failed:
+    raise NonFiniteOutputError(f'{len(failed)} of {len(failed) + len(results)} sequences got NaN/Inf outputs and '
+                               f'no score ({", ".join(failed[:5])}{" ..." if len(failed) > 5 else ""}); nothing '
+                               'was reported. Is the checkpoint diverged?')
   return results
 
 

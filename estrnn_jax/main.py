@@ -6,6 +6,8 @@ initialised automatically when such an environment is detected (`--distributed` 
 whose workdir already holds checkpoints resumes from the latest one. A `synthetic_blur/...` dataset that is not
 built yet is built first (in `config.dataset.data_dir`); real datasets are built with `python -m datasets.build`.
 Orbax's INFO lines (dozens per checkpoint) are hidden unless `--verbosity=1`; its warnings and errors always show.
+Errors follow `estrnn_jax.cli`: a user error (bad flag, config field, dataset, or a workdir of another run) is one
+line `main: error: ...` and exit status 1; `--verbosity=1` or ESTRNN_TRACEBACK=1 adds the traceback.
 """
 
 import logging as std_logging
@@ -19,17 +21,20 @@ import ml_collections
 from ml_collections import config_flags
 
 from datasets import build as datasets_build
+from estrnn_jax import cli
 from estrnn_jax import runtime
 from estrnn_jax import train
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, TensorBoard logs and config.json.')
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Training config file.', lock_config=True)
-_DISTRIBUTED = flags.DEFINE_enum(
-    'distributed', 'auto', ['auto', 'true', 'false'],
-    "Initialise jax.distributed: 'auto' does it when a multi-process environment is detected "
-    '(JAX_COORDINATOR_ADDRESS, SLURM with >1 task, Open MPI with >1 rank, a multi-host Cloud TPU).')
 
-flags.mark_flags_as_required(['config', 'workdir'])
+def define_flags() -> None:
+  """CLI flags; defined only when run as a program, so importing this module never touches absl's FLAGS."""
+  flags.DEFINE_string('workdir', None, 'Directory for checkpoints, TensorBoard logs and config.json.')
+  config_flags.DEFINE_config_file('config', None, 'Training config file.', lock_config=True)
+  flags.DEFINE_enum(
+      'distributed', 'auto', ['auto', 'true', 'false'],
+      "Initialise jax.distributed: 'auto' does it when a multi-process environment is detected "
+      '(JAX_COORDINATOR_ADDRESS, SLURM with >1 task, Open MPI with >1 rank, a multi-host Cloud TPU).')
+  flags.mark_flags_as_required(['config', 'workdir'])
 
 
 class _HideOrbaxInfo(std_logging.Filter):
@@ -44,15 +49,15 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if logging.get_verbosity() < 1:
     logging.get_absl_logger().addFilter(_HideOrbaxInfo())
-  runtime.initialize_distributed(_DISTRIBUTED.value)
+  runtime.initialize_distributed(flags.FLAGS.distributed)
   runtime.hide_accelerators_from_tensorflow()
-  config = _CONFIG.value
+  config = flags.FLAGS.config
   if config.compilation_cache_dir:
     runtime.use_compilation_cache(config.compilation_cache_dir)
   logging.info('JAX process %d / %d, %d local / %d global devices (%s).', jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count(), jax.default_backend())
   _ensure_dataset(config)
-  train.train_and_evaluate(config, _WORKDIR.value)
+  train.train_and_evaluate(config, flags.FLAGS.workdir)
 
 
 def _ensure_dataset(config: ml_collections.ConfigDict) -> None:
@@ -78,4 +83,5 @@ def _ensure_dataset(config: ml_collections.ConfigDict) -> None:
 
 
 if __name__ == '__main__':
-  app.run(main)
+  define_flags()
+  cli.run_absl('main', main)

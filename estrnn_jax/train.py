@@ -266,6 +266,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
   # A resume must continue the run the checkpoints belong to; checked before anything is written.
   for change in resume.check_workdir(workdir, config.to_dict(), model.to_config()):
     logging.info('Resuming %s with a changed config: %s', workdir, change)
+  schedule = create_learning_rate_schedule(config)
+  tx = create_optimizer(config, schedule)
+  loss_fn = losses.get_loss_fn(config.loss)
+  # Opens the dataset (a missing one, a bad split or crop fails here, before the workdir is touched).
+  train_iter = input_pipeline.create_train_iterator(
+      dataset=config.dataset.name, data_dir=config.dataset.data_dir, split=config.dataset.train_split,
+      global_batch_size=config.batch_size, window_frames=config.dataset.window_frames,
+      past_frames=config.model.past_frames, future_frames=config.model.future_frames,
+      crop_size=config.dataset.crop_size, seed=config.seed, num_workers=config.dataset.num_workers,
+      max_sequences=config.dataset.train_sequences)
   workdir.mkdir(parents=True, exist_ok=True)
   if jax.process_index() == 0:
     atomic.write_json(workdir / checkpoints.CONFIG_FILE, config.to_dict())
@@ -273,21 +283,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
   writer = metric_writers.create_default_writer(str(workdir), just_logging=jax.process_index() > 0)
   writer.write_hparams(_flatten(config.to_dict()))
 
-  schedule = create_learning_rate_schedule(config)
-  tx = create_optimizer(config, schedule)
-  loss_fn = losses.get_loss_fn(config.loss)
   state, state_sharding = create_train_state(model, tx, mesh, model_lib.init_key(config.seed))
   num_params = sum(x.size for x in jax.tree.leaves(state.params))
   logging.info('ESTRNN %s: %d parameters. Mesh: %d devices over %d processes; batch %d (%d per process).',
                model.to_config(), num_params, mesh.devices.size, jax.process_count(),
                config.batch_size, local_batch)
-
-  train_iter = input_pipeline.create_train_iterator(
-      dataset=config.dataset.name, data_dir=config.dataset.data_dir, split=config.dataset.train_split,
-      global_batch_size=config.batch_size, window_frames=config.dataset.window_frames,
-      past_frames=config.model.past_frames,
-      future_frames=config.model.future_frames, crop_size=config.dataset.crop_size, seed=config.seed,
-      num_workers=config.dataset.num_workers, max_sequences=config.dataset.train_sequences)
 
   manager = checkpoints.checkpoint_manager(workdir, keep=config.keep_checkpoints,
                                            keep_best=config.keep_best_checkpoints)

@@ -110,3 +110,28 @@ def test_datasets_build_bad_inputs(tmp_path, args, fragments):
   assert_one_line_error(result, 'datasets.build', *fragments)
   assert not (tmp_path / 'tfds' / 'bsd').exists()
 
+
+
+@pytest.mark.parametrize('args,fragments', [
+    (['--config=configs/test.py'], ["Flag --workdir must have a value other than None"]),
+    (['--workdir={tmp}/w', '--config=configs/test.py', '--config.no_such_field=1'], ['no_such_field']),
+    (['--workdir={tmp}/w', '--config=configs/test.py', '--config.dataset.name=bsd/2ms16ms',
+      '--config.dataset.data_dir={tmp}/tfds'], ['bsd/2ms16ms', 'python -m datasets.build']),
+    (['--workdir={tmp}/w', '--config=configs/nope.py'], ['configs/nope.py']),
+])
+def test_main_bad_inputs(tmp_path, args, fragments):
+  assert_one_line_error(run_command('estrnn_jax.main', *[a.format(tmp=tmp_path) for a in args]), 'main', *fragments)
+  assert not (tmp_path / 'w').exists()   # refused before the workdir is created
+
+
+@pytest.mark.parametrize('args,fragments', [
+    (['--config=configs/test.py'], ['--config and --checkpoint are required']),
+    (['--config=configs/test.py', '--checkpoint={tmp}/missing'], ['{tmp}/missing', 'no such checkpoint']),
+    (['--config=configs/test.py', '--checkpoint=tests/testdata/fake_ckpt_C4B2.pth.tar',
+      '--config.dataset.data_dir={tmp}/tfds', '--output_dir={tmp}/out'], ['synthetic_blur/tiny', 'not prepared']),
+    (['--config=configs/test.py', '--checkpoint=x', '--protocol=chunks'], ['flag --protocol=chunks']),
+])
+def test_evaluate_bad_inputs(tmp_path, args, fragments):
+  result = run_command('estrnn_jax.evaluate', *[a.format(tmp=tmp_path) for a in args])
+  assert_one_line_error(result, 'evaluate', *[f.format(tmp=tmp_path) for f in fragments])
+  assert not (tmp_path / 'out').exists()

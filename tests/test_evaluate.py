@@ -168,6 +168,21 @@ def test_full_protocol_compiles_once_per_frame_size(tiny_model, random_sequence)
   # The padded last segment is cut off: frame 8's scores are its own, not the padding's.
   np.testing.assert_allclose(short.blur_psnr, _numpy_psnr(blur[:9], sharp[:9]), rtol=1e-5)
 
+
+@pytest.mark.parametrize('protocol', ['reference', 'full'])
+def test_non_finite_outputs_get_no_score(tiny_model, random_sequence, protocol):
+  """A NaN weight (a diverged run) makes every output NaN: each sequence fails by name; nothing is returned."""
+  model, params = tiny_model
+  blur, sharp = random_sequence
+  broken = jax.tree.map(lambda x: x, params)  # a copy
+  broken['reconstructor']['out'] = dict(broken['reconstructor']['out'], bias=np.full(3, np.nan, np.float32))
+  evaluator = evaluation.SequenceEvaluator(model, broken, protocol=protocol, chunk_frames=8)
+  with pytest.raises(evaluation.NonFiniteOutputError, match="Sequence 'a': the model output NaN/Inf at 22 of 22"
+                     if protocol == 'reference' else "Sequence 'a': the model output NaN/Inf at 26 of 26"):
+    evaluator('a', blur, sharp)
+  with pytest.raises(evaluation.NonFiniteOutputError, match=r'2 of 2 sequences got NaN/Inf outputs .*\(a, b\)'):
+    evaluation.evaluate_sequences(evaluator, [('a', blur, sharp), ('b', blur[:9], sharp[:9])])
+
 def test_evaluator_rejects_bad_sequences(tiny_model):
   model, params = tiny_model
   evaluator = evaluation.SequenceEvaluator(model, params)
@@ -271,3 +286,21 @@ def test_restore_model_reads_official_checkpoint(testdata):
   assert (model.n_features, model.n_blocks, model.past_frames, model.future_frames) == (4, 2, 2, 2)
   frames = np.zeros((1, 5, 8, 8, 3), np.float32)
   assert model.apply(variables, frames).shape == (1, 1, 8, 8, 3)
+
+
+def test_device_out_of_memory_names_the_sequence_frame_size_and_fix(tiny_model, random_sequence, monkeypatch):
+  from estrnn_jax import cli  # pylint: disable=g-import-not-at-top
+  model, params = tiny_model
+  blur, sharp = random_sequence
+  evaluator = evaluation.SequenceEvaluator(model, params, chunk_frames=12)
+
+  def out_of_memory(*args, **kwargs):
+    raise jax.errors.JaxRuntimeError('RESOURCE_EXHAUSTED: Out of memory while trying to allocate 9000000000 bytes.')
+
+  monkeypatch.setattr(evaluator, '_forward', out_of_memory)
+  with pytest.raises(cli.UserError, match=r"sequence 'seq' \(26 frames of 46x30\) with the reference protocol: "
+                                          r'use shorter chunks .* now 12\) or --protocol full'):
+    evaluation.evaluate_sequences(evaluator, [('seq', blur, sharp)])
+  monkeypatch.setattr(evaluator, '_forward', lambda *a: (_ for _ in ()).throw(jax.errors.JaxRuntimeError('INTERNAL')))
+  with pytest.raises(jax.errors.JaxRuntimeError, match='INTERNAL'):   # other device errors are not disguised
+    evaluation.evaluate_sequences(evaluator, [('seq', blur, sharp)])
