@@ -99,7 +99,7 @@ def test_long_stream_has_constant_memory_and_compiles_once(tiny):
   for frame in clip[1:]:
     emitted += len(deblurrer.push(frame))
     assert jax.tree.map(lambda x: (x.shape, x.dtype), deblurrer.carry) == shapes
-    assert len(deblurrer._pending) == 0  # pylint: disable=protected-access
+    assert not deblurrer._streams[0].pending  # pylint: disable=protected-access
   emitted += len(deblurrer.flush())
   assert emitted == 50
   assert inference.num_traces() == traces_after_first   # every later push and the flush reused the compilation
