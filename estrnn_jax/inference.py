@@ -468,11 +468,20 @@ def _run_streams(step, state, context, pending, started, frames, valid, tile_bat
   if tile_batch is None or tile_batch >= n:
     return step(state, context, pending, started, frames, valid)
 
-  def one(args):   # one stream; `lax.map` vmaps it over chunks of `tile_batch` streams
+  if pending.size == 0:   # no frame buffer (not residual): `lax.map` cannot chunk an empty array, keep it out
+    def one(args):   # one stream; `lax.map` vmaps it over chunks of `tile_batch` streams
+      s, c, st, f, v = (a[None] for a in args)
+      s, c, _, out = step(s, c, pending[:1], st, f, v)
+      return s[0], c[0], out[0]
+
+    state, context, out = lax.map(one, (state, context, started, frames, valid), batch_size=tile_batch)
+    return state, context, pending, out
+
+  def one_with_frames(args):
     outs = step(*(a[None] for a in args))
     return tuple(o[0] for o in outs)
 
-  return lax.map(one, (state, context, pending, started, frames, valid), batch_size=tile_batch)
+  return lax.map(one_with_frames, (state, context, pending, started, frames, valid), batch_size=tile_batch)
 
 
 def _group_step(variables, carry, frames, valid, weights, *, model: model_lib.ESTRNN, grid: TileGrid,
