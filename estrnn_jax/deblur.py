@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
                       'large for the device; tiles are independent streams, blended across overlaps.')
   parser.add_argument('--tile_overlap', type=_non_negative_int, default=32,
                       help='Overlap between tiles in pixels (at most tile/2).')
+  parser.add_argument('--tile_batch', type=_non_negative_int, default=0,
+                      help='Tiles (of all videos in a call) run through the model at once; 0: all of them, '
+                      'batched (fastest); smaller values bound device memory, the output is the same.')
   parser.add_argument('--max_frames', type=_positive_int, default=None, help='Deblur only the first N frames.')
   parser.add_argument('--fps', type=_positive_float, default=None,
                       help='Frame rate of the output video (default: the input video\'s; 30 for a frame folder).')
@@ -259,7 +262,8 @@ def _deblur_together(batch: list[tuple[Job, video_io.FrameReader]], model, varia
         yield frame
 
     deblurrer = inference.StreamingDeblurrer(model, variables, tile=args.tile or None,
-                                             tile_overlap=args.tile_overlap, group_size=args.group_size)
+                                             tile_overlap=args.tile_overlap, group_size=args.group_size,
+                                             tile_batch=args.tile_batch or None)
     count = 0
     for index, frame in deblurrer.stream_many([remember(i, iter(r)) for i, r in enumerate(readers)]):
       writer, compare = outputs[index]
@@ -292,6 +296,8 @@ def _out_of_memory_message(args: argparse.Namespace, info: video_io.VideoInfo, j
                            several: bool) -> str:
   if args.tile:
     hint = f'use a smaller --tile than {args.tile} (a multiple of 4, at least 16)'
+    if args.tile_batch != 1:
+      hint += ', or --tile_batch 1 (one tile at a time)'
   else:
     hint = 'process the frames in tiles, e.g. --tile 256 (smaller if needed)'
   if args.group_size > 1:
