@@ -130,7 +130,7 @@ def blend_weights(grid: TileGrid, overlap: int) -> np.ndarray:
 @dataclasses.dataclass
 class _Stream:
   """Host bookkeeping of one video in a `StreamingDeblurrer`: frames waiting for a group, frames counted."""
-  pending: list[np.ndarray] = dataclasses.field(default_factory=list)
+  pending: int = 0            # frames already copied into the next group, waiting for it to fill
   num_read: int = 0           # frames taken from the caller (the index of the next one, for messages)
   num_real: int = 0           # real frames pushed into the model
   num_emitted: int = 0
@@ -234,8 +234,8 @@ class StreamingDeblurrer:
                        f'or 4 (RGBA), got {frames.shape}.')
     outputs = []
     for frame in frames:
-      stream.pending.append(self._prepare(frame, 0))
-      if len(stream.pending) == self.group_size:
+      self._prepare(frame, 0)
+      if stream.pending == self.group_size:
         outputs.extend(self._fetch(self._dispatch()))
     return self._concat(outputs)
 
@@ -258,6 +258,7 @@ class StreamingDeblurrer:
     self._format: images.FrameFormat | None = None
     self._streams: list[_Stream] = []
     self._num_steps = 0         # frame slots processed (real + end padding), the same for every stream
+    self._group: np.ndarray | None = None   # the next group's frames (V, G, H, W, 3), filled as they come
     self.carry = None           # device state: (hidden states, feature buffers, frame buffers, started flags)
 
   def stream(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
@@ -285,12 +286,12 @@ class StreamingDeblurrer:
     try:
       while True:
         for index, (stream, frames) in enumerate(zip(self._streams, iterators)):
-          while not stream.ended and len(stream.pending) < self.group_size:
+          while not stream.ended and stream.pending < self.group_size:
             frame = next(frames, None)
             if frame is None:
               stream.ended = True
             else:
-              stream.pending.append(self._prepare(frame, index))
+              self._prepare(frame, index)
         if not self._unfinished():
           break
         in_flight.append(self._dispatch())
@@ -313,9 +314,10 @@ class StreamingDeblurrer:
     height, width = self._frame_shape or (0, 0)
     return np.zeros((0, height, width, 3), self._format.dtype if self._format else np.float32)
 
-  def _prepare(self, frame: np.ndarray, index: int) -> np.ndarray:
-    """Checks one caller frame of video `index` and returns what goes to the device: (H, W, 3) RGB uint8
-    (converted on the device) or float32 in the model's range (converted here)."""
+  def _prepare(self, frame: np.ndarray, index: int) -> None:
+    """Checks one caller frame of video `index` and copies it into the next group, as what goes to the device:
+    RGB uint8 (converted on the device) or float32 in the model's range (converted here). The copy is made now,
+    so the caller may reuse its frame buffer."""
     stream = self._streams[index]
     what = f'frame {stream.num_read}' if len(self._streams) == 1 else f'video {index} frame {stream.num_read}'
     stream.num_read += 1
@@ -339,8 +341,13 @@ class StreamingDeblurrer:
       raise ValueError(f'{what}: mixing {self._format.dtype} and {frame.dtype} frames'
                        + (' within one video.' if len(self._streams) == 1 else ' in videos deblurred together.'))
     if self._format.dtype == np.uint8:
-      return images.to_rgb(frame, 255.0, what)
-    return images.to_model(frame, self._format, what)
+      frame = images.to_rgb(frame, 255.0, what)
+    else:
+      frame = images.to_model(frame, self._format, what)
+    if self._group is None:   # zeros: the slots of videos that have ended are padding (masked on the device)
+      self._group = np.zeros((len(self._streams), self.group_size, *self._frame_shape, 3), frame.dtype)
+    self._group[index, stream.pending] = frame
+    stream.pending += 1
 
   def _start(self, height: int, width: int, fmt: images.FrameFormat) -> None:
     self._frame_shape, self._format = (height, width), fmt
@@ -365,14 +372,13 @@ class StreamingDeblurrer:
     device-to-host copy of the output starts as soon as it is computed.
     """
     group, num_videos = self.group_size, len(self._streams)
-    device_dtype = np.uint8 if self._format.dtype == np.uint8 else np.float32
-    full = all(len(s.pending) == group for s in self._streams)
-    frames = (np.empty if full else np.zeros)((num_videos, group, *self._frame_shape, 3), device_dtype)
+    frames, self._group = self._group, None   # a new buffer for the next group: this one may be in transfer
+    if frames is None:   # only padding (after every video's last frame)
+      device_dtype = np.uint8 if self._format.dtype == np.uint8 else np.float32
+      frames = np.zeros((num_videos, group, *self._frame_shape, 3), device_dtype)
     valid = np.zeros((num_videos, group), np.bool_)
     for index, stream in enumerate(self._streams):
-      for slot, frame in enumerate(stream.pending):
-        frames[index, slot] = frame
-      valid[index, :len(stream.pending)] = True
+      valid[index, :stream.pending] = True
     self.carry, out = _compiled_group_step()(self._variables, self.carry, frames, valid, self._weights,
                                              model=self.model, grid=self._grid, tile_batch=self._tile_batch)
     if hasattr(out, 'copy_to_host_async'):
@@ -381,8 +387,7 @@ class StreamingDeblurrer:
     self._num_steps += group
     rows = []
     for index, stream in enumerate(self._streams):
-      n_valid = len(stream.pending)
-      stream.pending = []
+      n_valid, stream.pending = stream.pending, 0
       stream.num_real += n_valid
       # Real frames known so far: [0, num_real); outputs are final once their window is complete, i.e. for
       # centres <= last real frame - future, or for any real centre once the video has ended (n_valid < G).
@@ -395,7 +400,7 @@ class StreamingDeblurrer:
         rows.append((index, slice(lo - first_centre, hi - first_centre)))
     return out, rows
 
-  def _fetch(self, result: tuple[jax.Array, list[tuple[int, slice]]]) -> Iterator[tuple[int, np.ndarray]]:
+  def _fetch(self, result: tuple[jax.Array, list[tuple[int, slice]]]) -> list[tuple[int, np.ndarray]]:
     """The finished frames of one dispatch, as (video index, frame (H, W, 3) in the caller's format)."""
     out, rows = result
     if not rows:

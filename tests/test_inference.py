@@ -99,7 +99,7 @@ def test_long_stream_has_constant_memory_and_compiles_once(tiny):
   for frame in clip[1:]:
     emitted += len(deblurrer.push(frame))
     assert jax.tree.map(lambda x: (x.shape, x.dtype), deblurrer.carry) == shapes
-    assert not deblurrer._streams[0].pending  # pylint: disable=protected-access
+    assert deblurrer._streams[0].pending == 0  # pylint: disable=protected-access
   emitted += len(deblurrer.flush())
   assert emitted == 50
   assert inference.num_traces() == traces_after_first   # every later push and the flush reused the compilation
@@ -433,3 +433,17 @@ def test_stream_submits_two_groups_before_fetching(tiny):
   one_deep = inference.StreamingDeblurrer(model, variables, value_range=images.MODEL_RANGE, max_in_flight=1)
   read.clear()
   assert [len(read) for _ in one_deep.stream(frames())][:4] == [4, 5, 6, 7]
+
+
+def test_stream_copies_frames_so_callers_may_reuse_their_buffer(tiny):
+  model, variables, _, _, _ = tiny
+  clip = _random_clip((5, 16, 16, 3), seed=63)
+  buffer = np.empty_like(clip[0])
+
+  def reused():   # a camera-style reader: the same array, overwritten with each new frame
+    for frame in clip:
+      buffer[...] = frame
+      yield buffer
+
+  streamed = np.stack(list(_streaming(model, variables, group_size=2).stream(reused())))
+  np.testing.assert_allclose(streamed, _deblur_video(model, variables, clip, group_size=2), atol=1e-6, rtol=0)
