@@ -145,10 +145,9 @@ def bench_offline(model, variables, height, width, rng):
   compiled, compile_s = _compile(model.apply, variables, frames)
   times = _timed(lambda: compiled(variables, frames), _WARMUP.value, _REPEATS.value)
   outputs = _BATCH.value * (_FRAMES.value - model.past_frames - model.future_frames)
-  return statistics.median(times) / outputs, compile_s, {'clip_frames': _FRAMES.value, 'batch': _BATCH.value,
-                                                          'output_frames_per_call': outputs,
-                                                          'cell_steps_per_frame': _FRAMES.value * _BATCH.value / outputs,
-                                                          'decodes_per_frame': 1.0}
+  return statistics.median(times) / outputs, compile_s, {
+      'clip_frames': _FRAMES.value, 'batch': _BATCH.value, 'output_frames_per_call': outputs,
+      'cell_steps_per_frame': _FRAMES.value * _BATCH.value / outputs, 'decodes_per_frame': 1.0}
 
 
 def bench_streaming(model, variables, height, width, rng):

@@ -27,11 +27,11 @@ Any frame size works: frames are edge-padded at the bottom/right to multiples of
 and the output is cropped back. Frames too large for the device can be split into overlapping tiles
 (`tile=...`): each tile is an independent stream with its own hidden state and feature buffer; the tiles of a
 frame run as one batch inside the jitted step, or `tile_batch` at a time (`lax.map`), so peak activation memory
-is that of `tile_batch` tiles (the states and buffers of all tiles stay resident). Tile outputs are blended with a raised-cosine window across each
-overlap (weights summing to 1 at every pixel). Tiling changes the result: near tile borders the convolutions
-see the tile's edge instead of the neighbouring pixels (the receptive field is cut at the border), and GSA's
-global average pooling (its channel attention) is taken over the tile rather than the frame. With a tile that
-covers the whole frame the result is exactly the untiled one.
+is that of `tile_batch` tiles (the states and buffers of all tiles stay resident). Tile outputs are blended with a
+raised-cosine window across each overlap (weights summing to 1 at every pixel). Tiling changes the result: near tile
+borders the convolutions see the tile's edge instead of the neighbouring pixels (the receptive field is cut at the
+border), and GSA's global average pooling (its channel attention) is taken over the tile rather than the frame. With
+a tile that covers the whole frame the result is exactly the untiled one.
 """
 
 from __future__ import annotations
