@@ -14,14 +14,27 @@ Modes (all on one device):
              call; per frame.
   train      one `train.train_step` (forward, backward, Adam) on `--train_batch` windows of `--train_frames`
              frames; per output frame of the batch, and steps/s.
+  host       the host's own cost of streaming (`StreamingDeblurrer.stream`) at `--host_sizes` (default 720p): the
+             model is replaced by an identity of the same shapes (the real parameter tree is still passed), so
+             what is left is the Python loop, frame checks, copies, transfers and dispatch. Reported per frame as
+             CPU time of the calling thread (the host overhead), with process CPU and wall time beside it (on a
+             CPU backend XLA's threads also run the "device" side: conversions, selects, buffers). uint8 frames
+             (converted on the device) and float32 frames in [0, 1] (converted on the host) are both shown.
 
 Timing: the jitted function is compiled ahead of time (reported as compile time), run `--warmup` times, then
-`--repeats` times with `block_until_ready`; the median is reported. FLOP/s counts 2 x the true MACs per frame of
+`--repeats` times with `block_until_ready`; the median is reported. FLOP/s counts 2 x the true MACs of
 `estrnn_jax.profile` (the paper's layers, transposed convs at their real cost; a training step counts 3x the
-forward), and utilisation is against the device's peak where it is known (accelerators; not CPUs).
+forward) of the work actually executed: the RDB cell on every frame slot it runs on (an offline 10-frame clip
+runs it 10 times for 6 outputs; `video` also on the end padding), GSA + reconstruction on every decoded slot.
+Utilisation is against the device's peak where it is known (accelerators; not CPUs).
 
-Defaults: on CPU, B15C80 and B9C60 at 256x256, float32, offline + streaming (the full matrix at 720p on a small
-CPU takes hours); on GPU/TPU, the full matrix.
+A case that fails (out of device memory, unsupported on the backend) is reported in its row (and as an `error`
+record in --json) and the others still run.
+
+Defaults: on CPU, B15C80 and B9C60 at 256x256, float32, offline + streaming + host (the full matrix at 720p on a
+small CPU takes hours); on GPU/TPU, all modes at 256x256, 480x640 and 720x1280 in float32 and bfloat16, except
+training, which runs at its crop size 256x256 only (8 windows of 8 frames at 720p need more than an H200's
+141 GB); pass --sizes to train at other sizes.
 
 Against PyTorch (`--vs_torch`, needs torch; skipped with a message without it):
   python -m benchmarks.model_benchmark --vs_torch --models B15C80 --sizes 256x256 --dtypes float32,bfloat16
@@ -38,6 +51,7 @@ slower on a loaded shared machine (measured: 61 s against 6.5 s per B15C80 clip)
 
 import contextlib
 import functools
+import gc
 import json
 import os
 import platform
@@ -54,6 +68,7 @@ import numpy as np
 
 from benchmarks import accelerators
 from configs import default as default_config
+from estrnn_jax import cli
 from estrnn_jax import images
 from estrnn_jax import inference
 from estrnn_jax import jit_utils
@@ -71,8 +86,8 @@ _MODELS = flags.DEFINE_list('models', None, f'Models to run, from {sorted(MODELS
 _SIZES = flags.DEFINE_list('sizes', None, 'Frame sizes HxW. Default: 256x256 on CPU; 256x256,480x640,720x1280 '
                            'on accelerators.')
 _DTYPES = flags.DEFINE_list('dtypes', None, 'Compute dtypes. Default: float32 on CPU; float32,bfloat16 else.')
-_MODES = flags.DEFINE_list('modes', None, 'offline, streaming, video, train. Default: offline,streaming on CPU; '
-                           'all four on accelerators.')
+_MODES = flags.DEFINE_list('modes', None, 'offline, streaming, video, train, host. Default: offline,streaming,'
+                           'host on CPU; all five on accelerators (train only at 256x256 unless --sizes is given).')
 _FRAMES = flags.DEFINE_integer('frames', 10, 'Offline: frames per clip.')
 _BATCH = flags.DEFINE_integer('batch', 1, 'Offline: clips per call.')
 _STREAM_FRAMES = flags.DEFINE_integer('stream_frames', 8, 'Streaming: timed frames per repeat.')
@@ -85,6 +100,9 @@ _VS_TORCH = flags.DEFINE_bool('vs_torch', False, 'Instead of the table: offline 
                                'architecture in PyTorch, interleaved in one run (needs torch).')
 _THREADS = flags.DEFINE_integer('threads', None, 'Pin the process to this many CPU cores and give PyTorch as many '
                                 'threads. Default: 2 with --vs_torch, else no pinning.')
+_HOST_SIZES = flags.DEFINE_list('host_sizes', ['720x1280'], 'Host mode: frame sizes HxW.')
+_HOST_FRAMES = flags.DEFINE_integer('host_frames', 64, 'Host mode: frames streamed per repeat.')
+_HOST_GROUPS = flags.DEFINE_list('host_group_sizes', ['1', '4'], 'Host mode: group sizes (frames per device call).')
 _JSON = flags.DEFINE_string('json', None, 'Also append one JSON line per result to this file ("-": stdout).')
 
 
@@ -127,8 +145,9 @@ def bench_offline(model, variables, height, width, rng):
   compiled, compile_s = _compile(model.apply, variables, frames)
   times = _timed(lambda: compiled(variables, frames), _WARMUP.value, _REPEATS.value)
   outputs = _BATCH.value * (_FRAMES.value - model.past_frames - model.future_frames)
-  return statistics.median(times) / outputs, compile_s, {'clip_frames': _FRAMES.value, 'batch': _BATCH.value,
-                                                          'output_frames_per_call': outputs}
+  return statistics.median(times) / outputs, compile_s, {
+      'clip_frames': _FRAMES.value, 'batch': _BATCH.value, 'output_frames_per_call': outputs,
+      'cell_steps_per_frame': _FRAMES.value * _BATCH.value / outputs, 'decodes_per_frame': 1.0}
 
 
 def bench_streaming(model, variables, height, width, rng):
@@ -146,7 +165,8 @@ def bench_streaming(model, variables, height, width, rng):
 
   times = _timed(run, 0, _REPEATS.value)
   deblurrer.flush()
-  return statistics.median(times) / len(frames), compile_s, {'group_size': group,
+  return statistics.median(times) / len(frames), compile_s, {'group_size': group, 'cell_steps_per_frame': 1.0,
+                                                             'decodes_per_frame': 1.0,
                                                              'note': 'compile_s includes the first call'}
 
 
@@ -160,7 +180,12 @@ def bench_video(model, variables, height, width, rng):
   times = _timed(lambda: inference.deblur_video(model, variables, frames, group_size=group,
                                                 value_range=images.MODEL_RANGE),
                  _WARMUP.value, _REPEATS.value)
+  # Slots run: groups of `group` until every output is out, i.e. up to frame T - 1 + future (no branch skips
+  # the padding slots; see `inference._stream_step`).
+  slots = group * -(-(len(frames) + model.future_frames) // group)
   return statistics.median(times) / len(frames), compile_s, {'clip_frames': len(frames), 'group_size': group,
+                                                             'cell_steps_per_frame': slots / len(frames),
+                                                             'decodes_per_frame': slots / len(frames),
                                                              'note': 'compile_s includes the first call'}
 
 
@@ -188,7 +213,86 @@ def bench_train(model, variables, height, width, rng):
   times = _timed(run, _WARMUP.value, _REPEATS.value)
   step_s = statistics.median(times)
   return step_s / (batch_size * outputs), compile_s, {'train_batch': batch_size, 'train_frames': frames,
-                                                      'steps_per_s': 1.0 / step_s}
+                                                      'steps_per_s': 1.0 / step_s,
+                                                      'cell_steps_per_frame': frames / outputs,
+                                                      'decodes_per_frame': 1.0}
+
+
+class IdentityESTRNN(model_lib.ESTRNN):
+  """ESTRNN's shapes without its compute, for measuring the host's share of streaming: the cell returns zero
+  features h (N, H/4, W/4, 5C) and keeps the state; decoding returns the centre input frames (set residual=True,
+  so the streaming step hands them over), so every output frame equals its input."""
+
+  def step(self, state, frame):
+    n, height, width, _ = frame.shape
+    return state, jnp.zeros((n, height // 4, width // 4, 5 * self.n_features), self.dtype)
+
+  def decode(self, hs, centre_frames=None):
+    del hs
+    return centre_frames.astype(jnp.float32)
+
+
+def bench_host(name: str, variables, height: int, width: int, input_dtype: str, group: int,
+               rng: np.random.Generator) -> dict[str, Any]:
+  """Per-frame host cost of `StreamingDeblurrer.stream` with the identity model (see the module docstring)."""
+  n_features, n_blocks = MODELS[name]
+  model = IdentityESTRNN(n_features=n_features, n_blocks=n_blocks, residual=True)
+  distinct = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(8)]
+  value_range = None
+  if input_dtype == 'float32':   # frames in [0, 1]: converted on the host both ways, as uint8 frames once were
+    distinct = [frame.astype(np.float32) / 255 for frame in distinct]
+    value_range = (0.0, 1.0)
+  deblurrer = inference.StreamingDeblurrer(model, variables, group_size=group, value_range=value_range)
+  frames = [distinct[i % len(distinct)] for i in range(_HOST_FRAMES.value)]
+  start = time.perf_counter()
+  warm = list(deblurrer.stream(frames[:2 * group + model.future_frames]))   # compiles
+  compile_s = time.perf_counter() - start
+  for out, frame in zip(warm, frames):   # the identity really is one: the outputs are the inputs (uint8: exactly)
+    if not np.allclose(out, frame, rtol=0, atol=0 if input_dtype == 'uint8' else 1e-6):
+      raise AssertionError('the identity model changed a frame: the host path is broken.')
+  thread, process, wall = [], [], []
+  for _ in range(_REPEATS.value):
+    start_wall, start_process, start_thread = time.perf_counter(), time.process_time(), time.thread_time()
+    count = sum(1 for _ in deblurrer.stream(frames))
+    thread.append((time.thread_time() - start_thread) / count)
+    process.append((time.process_time() - start_process) / count)
+    wall.append((time.perf_counter() - start_wall) / count)
+  return {'model': name, 'height': height, 'width': width, 'mode': 'host', 'input_dtype': input_dtype,
+          'group_size': group, 'frames': len(frames), 'repeats': _REPEATS.value, 'compile_s': compile_s,
+          'host_cpu_ms_per_frame': 1e3 * statistics.median(thread),
+          'process_cpu_ms_per_frame': 1e3 * statistics.median(process),
+          'wall_ms_per_frame': 1e3 * statistics.median(wall), 'host_cpu_ms_per_frame_min': 1e3 * min(thread)}
+
+
+def run_host(models: list[str], rng: np.random.Generator, write: Callable[[dict[str, Any]], None],
+             info: dict[str, Any]) -> None:
+  """The host table: per model (its parameter tree), size, input dtype and group size."""
+  print(f'\nHost overhead of StreamingDeblurrer.stream, the model replaced by an identity of the same shapes '
+        f'({_HOST_FRAMES.value} frames per repeat, median of {_REPEATS.value}); host = CPU time of the calling '
+        'thread, process = all threads (on a CPU backend that includes XLA running the "device" side).')
+  header = (f"{'model':8} {'size':>9} {'input':8} {'group':>5} {'host ms/frame':>13} {'process ms':>10} "
+            f"{'wall ms':>8}")
+  print(header)
+  print('-' * len(header))
+  for name in models:
+    n_features, n_blocks = MODELS[name]
+    variables = {'params': model_lib.init_params(model_lib.ESTRNN(n_features=n_features, n_blocks=n_blocks), 0)}
+    for height, width in (_parse_size(size) for size in _HOST_SIZES.value):
+      for input_dtype in ('uint8', 'float32'):   # float32: in [0, 1], converted on the host
+        for group in (int(g) for g in _HOST_GROUPS.value):
+          record = bench_host(name, variables, height, width, input_dtype, group, rng)
+          print(f'{name:8} {f"{height}x{width}":>9} {input_dtype:8} {group:5d} '
+                f'{record["host_cpu_ms_per_frame"]:13.2f} {record["process_cpu_ms_per_frame"]:10.1f} '
+                f'{record["wall_ms_per_frame"]:8.1f}', flush=True)
+          write({**info, **record})
+
+
+def _failure(error: Exception) -> str:
+  """One line for a case that failed."""
+  if cli.is_device_out_of_memory(error):
+    return 'out of device memory'
+  first_line = (str(error).strip().splitlines() or [''])[0]
+  return f'{type(error).__name__}: {first_line[:160]}'
 
 
 def compare_with_torch(name: str, height: int, width: int, dtypes: list[str], threads: int,
@@ -302,18 +406,26 @@ def main(argv: list[str]) -> None:
   sizes = [_parse_size(s) for s in (_SIZES.value or (['256x256'] if on_cpu else
                                                      ['256x256', '480x640', '720x1280']))]
   dtypes = _DTYPES.value or (['float32'] if on_cpu else ['float32', 'bfloat16'])
-  modes = _MODES.value or (['offline', 'streaming'] if on_cpu else list(BENCHES))
-  for name, known in (('models', MODELS), ('modes', BENCHES), ('dtypes', ('float32', 'bfloat16'))):
+  modes = _MODES.value or (['offline', 'streaming', 'host'] if on_cpu else [*BENCHES, 'host'])
+  for name, known in (('models', MODELS), ('modes', [*BENCHES, 'host']), ('dtypes', ('float32', 'bfloat16'))):
     unknown = [v for v in {'models': models, 'modes': modes, 'dtypes': dtypes}[name] if v not in known]
     if unknown:
       raise app.UsageError(f'--{name}: unknown {unknown}; choose from {sorted(known)}.')
+  for size in _HOST_SIZES.value:
+    _parse_size(size)
+
+  def runs(mode: str, height: int, width: int) -> bool:
+    # Default sizes on an accelerator: training only at its crop size (8x8 frames at 720p exceed 141 GB).
+    return not (mode == 'train' and not _SIZES.value and height * width > 256 * 256)
 
   info = machine_info()
   print(f"Machine: {info['device']} x{info['num_devices']} ({info['backend']}); CPU {info['cpu']}, "
         f"{info['cpu_count']} cores; jax {info['jax']}; XLA CPU options {info['xla_cpu_options'] or 'none'}")
   if on_cpu and not _MODELS.value and not _SIZES.value:
-    print('(CPU: default subset B15C80/B9C60 at 256x256, float32, offline + streaming; pass --sizes/--dtypes/'
-          '--modes for more.)')
+    print('(CPU: default subset B15C80/B9C60 at 256x256, float32, offline + streaming + host; pass --sizes/'
+          '--dtypes/--modes for more.)')
+  if not on_cpu and not _SIZES.value and 'train' in modes:
+    print('(Default sizes: train runs at 256x256 only; pass --sizes to train at others.)')
   if _VS_TORCH.value:
     rng = np.random.default_rng(0)
     with _json_output() as write:
@@ -322,32 +434,54 @@ def main(argv: list[str]) -> None:
           for record in compare_with_torch(name, height, width, dtypes, threads, rng):
             write({**info, **record})
     return
+  table_modes = [m for m in modes if m != 'host']
   header = f"{'model':8} {'size':>9} {'dtype':8} {'mode':9} {'frames/s':>9} {'ms/frame':>9} {'compile s':>9} " \
            f"{'GFLOP/s':>9} {'util':>6}"
-  print(header)
-  print('-' * len(header))
   rng = np.random.default_rng(0)
+  failures = []
   with _json_output() as write:
-    for name in models:
+    if table_modes:
+      print(header)
+      print('-' * len(header))
+    for name in models if table_modes else []:
       n_features, n_blocks = MODELS[name]
       for height, width in sizes:
         base = model_lib.ESTRNN(n_features=n_features, n_blocks=n_blocks)
         variables = {'params': model_lib.init_params(base, 0)}
-        _, true_macs, _ = profile.layer_macs(base, height + (-height % 4), width + (-width % 4))
+        _, true_macs, by_module = profile.layer_macs(base, height + (-height % 4), width + (-width % 4))
+        cell_macs = by_module['cell']
         for dtype in dtypes:
           model = base.clone(dtype=jnp.dtype(dtype))
-          for mode in modes:
-            seconds, compile_s, extra = BENCHES[mode](model, variables, height, width, rng)
-            flops = 2 * true_macs * (3 if mode == 'train' else 1) / seconds
+          for mode in (m for m in table_modes if runs(m, height, width)):
+            case = {'model': name, 'n_features': n_features, 'n_blocks': n_blocks, 'height': height,
+                    'width': width, 'dtype': dtype, 'mode': mode}
+            try:
+              seconds, compile_s, extra = BENCHES[mode](model, variables, height, width, rng)
+            except Exception as e:  # pylint: disable=broad-except
+              # One case failing (out of memory, unsupported) must not stop the others.
+              reason = _failure(e)
+              failures.append(f'{name} {height}x{width} {dtype} {mode}: {reason}')
+              print(f'{name:8} {f"{height}x{width}":>9} {dtype:8} {mode:9} failed: {reason}', flush=True)
+              write({**info, **case, 'error': reason, 'error_type': type(e).__name__})
+              gc.collect()
+              continue
+            # The work executed per reported frame: cell steps and decoded slots (see the module docstring).
+            executed_macs = (cell_macs * extra['cell_steps_per_frame']
+                             + (true_macs - cell_macs) * extra['decodes_per_frame'])
+            flops = 2 * executed_macs * (3 if mode == 'train' else 1) / seconds
             peak = accelerators.peak_flops(info['device'], dtype)
             util = flops / peak if peak else None
             print(f'{name:8} {f"{height}x{width}":>9} {dtype:8} {mode:9} {1 / seconds:9.2f} {1e3 * seconds:9.1f} '
                   f'{compile_s:9.1f} {flops / 1e9:9.1f} {f"{100 * util:.1f}%" if util else "n/a":>6}', flush=True)
-            write({**info, 'model': name, 'n_features': n_features, 'n_blocks': n_blocks, 'height': height,
-                   'width': width, 'dtype': dtype, 'mode': mode, 'frames_per_s': 1 / seconds,
+            write({**info, **case, 'frames_per_s': 1 / seconds,
                    'ms_per_frame': 1e3 * seconds, 'compile_s': compile_s, 'true_macs_per_frame': true_macs,
+                   'executed_macs_per_frame': executed_macs,
                    'flops_per_s': flops, 'peak_flops_per_s': peak, 'utilization': util,
                    'repeats': _REPEATS.value, **extra})
+    if 'host' in modes:
+      run_host(models, rng, write, info)
+  if failures:
+    print(f'\n{len(failures)} case(s) failed, the others ran:\n  ' + '\n  '.join(failures))
 
 
 @contextlib.contextmanager

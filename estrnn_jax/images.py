@@ -81,7 +81,7 @@ def to_uint8_on_device(frames: jax.Array) -> jax.Array:
   frames = frames.astype(jnp.float32)
   estimate = jnp.clip(jnp.rint(frames * 255.0 + 127.5), 0, 255).astype(jnp.int32)
   estimate = estimate + (frames >= thresholds[estimate + 1]) - (frames < thresholds[estimate])
-  return estimate.astype(jnp.uint8)
+  return jnp.clip(estimate, 0, 255).astype(jnp.uint8)   # (+inf passes the last threshold, +inf)
 
 
 def uint16_to_uint8(frames_u16: np.ndarray) -> np.ndarray:

@@ -168,6 +168,11 @@ class FrameReader:
                            f'{first.shape[1]}x{first.shape[0]}; all frames of a folder must have one size.')
       yield frame
 
+  @property
+  def dtype(self) -> np.dtype:
+    """The frames' dtype: uint8, or uint16 for a folder of 16-bit grey PNGs."""
+    return self._first.dtype
+
   def __iter__(self) -> Iterator[np.ndarray]:
     return self._frames
 

@@ -289,3 +289,61 @@ def test_writers_leave_nothing_behind_on_failure(tmp_path):
         writer.write(_clip(1)[0])
         raise RuntimeError('interrupted')
   assert not os.listdir(tmp_path)
+
+
+def _frame_folder(path: pathlib.Path, frames: np.ndarray) -> pathlib.Path:
+  path.mkdir(parents=True)
+  for index, frame in enumerate(frames):
+    Image.fromarray(frame).save(path / f'{index:03d}.png')
+  return path
+
+
+def test_several_inputs_each_get_their_own_output(tmp_path, capsys, checkpoint, input_mp4):
+  """Two frame folders of one size (batched together, different lengths), one of another size (its own call) and
+  a video found by a glob: each output equals that input deblurred alone (the model's output, losslessly for PNG)."""
+  clips = {'a': _clip(6), 'b': _clip(3)[:, ::-1], 'small': _clip(4)[:, :20, :24]}
+  inputs = tmp_path / 'in'
+  for name, frames in clips.items():
+    _frame_folder(inputs / name, frames)
+  videos = tmp_path / 'videos'
+  videos.mkdir()
+  (videos / 'blurry.mp4').write_bytes(input_mp4.read_bytes())
+  output, compare = tmp_path / 'out', tmp_path / 'cmp'
+  status, err = _run(capsys, '--checkpoint', checkpoint, '--input', inputs / 'a', '--input', inputs / 'b',
+                     '--input', inputs / 'small', '--input', videos / '*.mp4', '--output', output,
+                     '--compare', compare, '--videos_per_call', 2, '--group_size', 2)
+  assert status == 0, err
+  assert sorted(os.listdir(output)) == sorted(os.listdir(compare)) == ['a', 'b', 'blurry.mp4', 'small']
+  model, variables = inference.load_model(checkpoint)
+  for name, frames in clips.items():
+    expected = inference.deblur_video(model, variables, frames, group_size=2)
+    written = np.stack([np.asarray(Image.open(output / name / f'{i:03d}.png')) for i in range(len(frames))])
+    np.testing.assert_array_equal(written, expected)
+    side_by_side = np.asarray(Image.open(compare / name / '000.png'))
+    np.testing.assert_array_equal(side_by_side, np.concatenate([frames[0], expected[0]], axis=1))
+  assert _probe(output / 'blurry.mp4')[:3] == (7, HEIGHT, WIDTH)
+
+
+@pytest.mark.parametrize('case', ['no_match', 'same_name', 'output_is_a_video', 'exists', 'input_is_output'])
+def test_several_inputs_refuse_bad_paths(tmp_path, capsys, checkpoint, input_mp4, case):
+  first, second = _frame_folder(tmp_path / 'x' / 'clip', _clip(2)), _frame_folder(tmp_path / 'y' / 'clip', _clip(2))
+  other = _frame_folder(tmp_path / 'other', _clip(2))
+  inputs, output = [first, other], tmp_path / 'out'
+  expected = {'no_match': r'--input .*nothing\*: no file or folder matches', 'same_name': r'would both be written',
+              'output_is_a_video': r'--output .*out\.mp4: with several inputs this must be a folder',
+              'exists': r'out/clip: already exists \(pass --overwrite', 'input_is_output': 'must be different paths'}
+  if case == 'no_match':
+    inputs = [first, tmp_path / 'nothing*']
+  elif case == 'same_name':
+    inputs = [first, second]
+  elif case == 'output_is_a_video':
+    output = tmp_path / 'out.mp4'
+  elif case == 'exists':
+    _frame_folder(output / 'clip', _clip(1))
+  elif case == 'input_is_output':
+    output = tmp_path / 'x'   # would write x/clip over the input x/clip
+  before = sorted(str(p) for p in tmp_path.rglob('*'))
+  status, err = _run(capsys, '--checkpoint', checkpoint, *[a for i in inputs for a in ('--input', i)],
+                     '--output', output)
+  assert status == 1 and re.search(expected[case], err.strip().splitlines()[-1]), err
+  assert sorted(str(p) for p in tmp_path.rglob('*')) == before   # nothing written

@@ -99,7 +99,7 @@ def test_long_stream_has_constant_memory_and_compiles_once(tiny):
   for frame in clip[1:]:
     emitted += len(deblurrer.push(frame))
     assert jax.tree.map(lambda x: (x.shape, x.dtype), deblurrer.carry) == shapes
-    assert len(deblurrer._pending) == 0  # pylint: disable=protected-access
+    assert deblurrer._streams[0].pending == 0  # pylint: disable=protected-access
   emitted += len(deblurrer.flush())
   assert emitted == 50
   assert inference.num_traces() == traces_after_first   # every later push and the flush reused the compilation
@@ -337,3 +337,113 @@ def test_bad_frame_formats_are_refused(tiny):
     inference.deblur_video(model, variables, floats, value_range=(0, 1))
   with pytest.raises(ValueError, match='C = 1, 3 or 4'):
     inference.deblur_video(model, variables, np.zeros((2, 16, 16, 2), np.uint8))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Device speed: several videos per call, batched tiles, uint8 on the device, no branches, groups in flight.
+
+
+def test_several_videos_equal_each_deblurred_alone(tiny):
+  model, variables, _, _, _ = tiny
+  clips = [_random_clip((n, 16, 16, 3), seed=40 + n) for n in (7, 3, 2)]   # different lengths
+  together = _deblur_video_many(model, variables, clips, group_size=2)
+  for clip, out in zip(clips, together):
+    alone = _deblur_video(model, variables, clip, group_size=2)
+    assert out.shape == clip.shape
+    np.testing.assert_allclose(out, alone, atol=1e-6, rtol=0)
+  rng = np.random.default_rng(41)   # uint8, tiled, residual: the frame buffer and blending per video too
+  residual = model.clone(residual=True)
+  clips_u8 = [rng.integers(0, 256, (n, 40, 40, 3), dtype=np.uint8) for n in (3, 5)]
+  together = inference.deblur_videos(residual, variables, clips_u8, tile=24, tile_overlap=8, group_size=3)
+  for clip, out in zip(clips_u8, together):
+    alone = inference.deblur_video(residual, variables, clip, tile=24, tile_overlap=8, group_size=3)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, alone)
+  with pytest.raises(ValueError, match='video 1 frame 0: frame size .* must share one frame size'):
+    inference.deblur_videos(model, variables, [clips_u8[0], clips_u8[1][:, :36]])
+
+
+def _deblur_video_many(model, variables, clips, **kwargs):
+  return inference.deblur_videos(model, variables, clips, value_range=images.MODEL_RANGE, **kwargs)
+
+
+def test_stream_many_interleaves_videos_in_order(tiny):
+  model, variables, _, _, _ = tiny
+  clips = [_random_clip((n, 16, 16, 3), seed=50 + n) for n in (4, 2)]
+  deblurrer = _streaming(model, variables, group_size=2)
+  got = {0: [], 1: []}
+  for index, frame in deblurrer.stream_many(clips):
+    got[index].append(frame)
+  for index, clip in enumerate(clips):
+    np.testing.assert_allclose(np.stack(got[index]), _deblur_video(model, variables, clip, group_size=2),
+                               atol=1e-6, rtol=0)
+  assert deblurrer.carry is None   # reset: ready for the next videos
+
+
+def test_tiles_in_chunks_equal_all_tiles_batched(tiny):
+  model, variables, _, _, _ = tiny
+  tile_batch = 4
+  clip = _random_clip((3, 32, 32, 3), seed=60)   # 9 tiles of 16 px: chunks of 4 leave a remainder of 1
+  batched = _deblur_video(model, variables, clip, tile=16, tile_overlap=4, group_size=2)
+  chunked = _deblur_video(model, variables, clip, tile=16, tile_overlap=4, group_size=2, tile_batch=tile_batch)
+  np.testing.assert_allclose(chunked, batched, atol=1e-6, rtol=0)
+
+
+def test_the_device_step_has_no_branch_and_moves_uint8(tiny):
+  model, variables, _, _, _ = tiny
+  grid = inference.tile_grid(16, 16, None, 0)
+  deblurrer = inference.StreamingDeblurrer(model, variables, group_size=2)
+  deblurrer.push(np.zeros((1, 16, 16, 3), np.uint8))   # starts the stream; one frame pending
+  step = functools.partial(inference._group_step, model=model, grid=grid)  # pylint: disable=protected-access
+  jaxpr = str(jax.make_jaxpr(step)(variables, deblurrer.carry, np.zeros((1, 2, 16, 16, 3), np.uint8),
+                                   np.array([[True, False]]), None))
+  assert 'cond[' not in jaxpr and 'scan[' in jaxpr   # the scan over slots, but no per-frame conditional
+  deblurrer.reset()
+  seen = []
+  real = inference._compiled_group_step()  # pylint: disable=protected-access
+
+  def recording(*args, **kwargs):
+    carry, out = real(*args, **kwargs)
+    seen.append((args[2].dtype, out.dtype))
+    return carry, out
+
+  clip = np.random.default_rng(61).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(inference, '_compiled_group_step', lambda: recording)
+    out = inference.deblur_video(model, variables, clip, group_size=2)
+  assert seen and all(dtypes == (np.uint8, np.uint8) for dtypes in seen)   # uint8 both ways over the bus
+  expected = images.to_uint8(_deblur_video(model, variables, images.from_uint8(clip), group_size=2))
+  np.testing.assert_array_equal(out, expected)
+
+
+def test_stream_submits_two_groups_before_fetching(tiny):
+  """When output frame k comes out, the groups holding input frames k + future + 1 and k + future + 2 have been
+  submitted: the device has the next two groups queued while the host handles frame k."""
+  model, variables, _, _, _ = tiny
+  clip = _random_clip((8, 16, 16, 3), seed=62)
+  read = []
+
+  def frames():
+    for index, frame in enumerate(clip):
+      read.append(index)
+      yield frame
+
+  reads_at_output = [len(read) for _ in _streaming(model, variables).stream(frames())]
+  assert reads_at_output == [5, 6, 7, 8, 8, 8, 8, 8]   # frame k + 2 (future) + 2 (groups in flight) read
+  one_deep = inference.StreamingDeblurrer(model, variables, value_range=images.MODEL_RANGE, max_in_flight=1)
+  read.clear()
+  assert [len(read) for _ in one_deep.stream(frames())][:4] == [4, 5, 6, 7]
+
+
+def test_stream_copies_frames_so_callers_may_reuse_their_buffer(tiny):
+  model, variables, _, _, _ = tiny
+  clip = _random_clip((5, 16, 16, 3), seed=63)
+  buffer = np.empty_like(clip[0])
+
+  def reused():   # a camera-style reader: the same array, overwritten with each new frame
+    for frame in clip:
+      buffer[...] = frame
+      yield buffer
+
+  streamed = np.stack(list(_streaming(model, variables, group_size=2).stream(reused())))
+  np.testing.assert_allclose(streamed, _deblur_video(model, variables, clip, group_size=2), atol=1e-6, rtol=0)
