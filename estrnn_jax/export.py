@@ -89,6 +89,8 @@ def export(checkpoint: str, fmt: str, height: int, width: int, output: str, *, m
   export_functions.check_size(height, width)
   if epath.Path(output).exists():
     raise FileExistsError(f'--output {output} already exists; choose a new directory.')
+  if '://' not in checkpoint:
+    checkpoint = os.path.abspath(checkpoint)   # Orbax restores absolute paths only
   model, variables = checkpoints.restore_model(checkpoint)
   model = model.clone(dtype=jax.numpy.float32)
   reference = export_functions.build(model, variables, mode, height, width, frames)
