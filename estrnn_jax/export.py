@@ -6,8 +6,9 @@ r"""Exports a trained or converted ESTRNN to run outside JAX: ONNX, TFLite (Lite
 `CK` is anything `checkpoints.restore_model` loads (a workdir, a converted checkpoint, an official `.pth.tar`).
 `DIR` (must not exist) receives the artifact (`export_formats.ARTIFACT_NAMES`) and `metadata.json`: the model
 config, the input and output names, shapes and ranges, the colour order, the stream delay and the measured error.
-The inputs and outputs of both modes are described in `estrnn_jax.export_functions`; H and W are fixed at export
-time (multiples of 4).
+The inputs and outputs of both modes are described in `estrnn_jax.export_functions`. H and W are multiples of
+4: fixed at export time for ONNX and TFLite; any multiple of 4 for SavedModel and StableHLO (checked at the
+given size).
 
 Every export is checked when written: the artifact runs in its own runtime on a random input, next to the
 float32 JAX model; the largest absolute difference is printed, and above the tolerance
@@ -55,6 +56,11 @@ def _metadata(model, fn: export_functions.ExportFunction, fmt: str, dtype: str, 
       'dtype': dtype, 'model_config': model.to_config(), 'checkpoint': str(checkpoint),
       'colour_order': 'RGB', 'layout': 'channels last (N, [T,] H, W, C)',
       'input_range': [-0.5, 0.5],
+      'size': {'height': fn.inputs[0].shape[-3], 'width': fn.inputs[0].shape[-2],
+               'dynamic': fmt in export_formats.DYNAMIC_SIZE,
+               'note': ('H and W may be any multiples of 4; the shapes below are at the size checked at export '
+                        '(features at H/4 x W/4)') if fmt in export_formats.DYNAMIC_SIZE else
+                       'H and W are fixed at these values (multiples of 4): pad or crop frames to fit'},
       'output_range': 'about [-0.5, 0.5], not clipped: clip to [-0.5, 0.5] before converting to 8 bits',
       'inputs': [s.to_json() for s in fn.inputs], 'outputs': [s.to_json() for s in fn.outputs],
       'check': {'max_abs_error': check.max_abs_error, 'per_output': check.per_output, 'tolerance': check.tolerance,

@@ -9,7 +9,8 @@
 Routes (chosen by measurement, see README "Deploying"): ONNX through our own jaxpr translator (`export_onnx`);
 SavedModel through `jax2tf` (native serialisation: a StableHLO module inside an XlaCallModule op); TFLite by the
 TFLite converter on that SavedModel, which legalises the StableHLO ops to TFLite builtins (CONV_2D,
-BATCH_MATMUL, ...); StableHLO by `jax.export`.
+BATCH_MATMUL, ...); StableHLO by `jax.export`. SavedModel and StableHLO take any H and W that are multiples of 4 (symbolic shapes,
+`ExportFunction.shape_specs`); the ONNX translator and the TFLite converter need them fixed.
 
 Reduced precision (`dtype`): float16 / bfloat16 run the model's compute in that dtype (inputs, outputs and
 states stay float32) for onnx (float16 only), savedmodel and stablehlo; for tflite, float16 is the converter's
@@ -35,6 +36,8 @@ FORMATS = ('onnx', 'tflite', 'savedmodel', 'stablehlo')
 DTYPES = ('float32', 'float16', 'bfloat16', 'int8')
 ARTIFACT_NAMES = {'onnx': 'estrnn.onnx', 'tflite': 'estrnn.tflite', 'savedmodel': 'saved_model',
                   'stablehlo': 'estrnn.stablehlo'}
+# Formats whose artifact takes any H and W that are multiples of 4 (the others are fixed at the exported size).
+DYNAMIC_SIZE = ('savedmodel', 'stablehlo')
 RUNTIMES = {'onnx': 'onnxruntime', 'tflite': 'ai_edge_litert (LiteRT)', 'savedmodel': 'tensorflow',
             'stablehlo': 'jax.export'}
 # Which --dtype each format takes (see the module docstring).
@@ -84,13 +87,18 @@ def write_onnx(fn: export_functions.ExportFunction, directory: str, dtype: str) 
   return path
 
 
-def _tf_module(fn: export_functions.ExportFunction):
-  """A tf.Module whose `serve` is `fn` through jax2tf, with named inputs and a dict of named outputs."""
+def _tf_module(fn: export_functions.ExportFunction, dynamic_size: bool):
+  """A tf.Module whose `serve` is `fn` through jax2tf, with named inputs and a dict of named outputs; with
+  `dynamic_size`, H and W are unknown in the signature (any multiple of 4)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
-  converted = jax2tf.convert(fn.fn, polymorphic_shapes=None, native_serialization_platforms=('cpu',),
+  polymorphic = fn.shape_specs() if dynamic_size else None
+  converted = jax2tf.convert(fn.fn, polymorphic_shapes=polymorphic, native_serialization_platforms=('cpu',),
                              with_gradient=False)
-  signature = [tf.TensorSpec(s.shape, tf.float32, name=s.name) for s in fn.inputs]
+  signature = []
+  for spec, shape in zip(fn.inputs, polymorphic or [None] * len(fn.inputs)):
+    dims = spec.shape if shape is None else [None if 'h' in d or 'w' in d else int(d) for d in shape.split(', ')]
+    signature.append(tf.TensorSpec(dims, tf.float32, name=spec.name))
 
   def serve(*inputs):
     return {s.name: out for s, out in zip(fn.outputs, converted(*inputs))}
@@ -100,16 +108,16 @@ def _tf_module(fn: export_functions.ExportFunction):
   return module
 
 
-def _save_tf(fn: export_functions.ExportFunction, path: str) -> None:
+def _save_tf(fn: export_functions.ExportFunction, path: str, dynamic_size: bool) -> None:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  module = _tf_module(fn)
+  module = _tf_module(fn, dynamic_size)
   tf.saved_model.save(module, path, signatures={'serving_default': module.serve.get_concrete_function()})
 
 
 def write_savedmodel(fn: export_functions.ExportFunction, directory: str, dtype: str) -> str:
   del dtype  # carried by the traced graph
   path = os.path.join(directory, ARTIFACT_NAMES['savedmodel'])
-  _save_tf(fn, path)
+  _save_tf(fn, path, dynamic_size=True)
   return path
 
 
@@ -117,7 +125,7 @@ def write_tflite(fn: export_functions.ExportFunction, directory: str, dtype: str
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   with tempfile.TemporaryDirectory() as scratch:
     saved = os.path.join(scratch, 'saved_model')
-    _save_tf(fn, saved)
+    _save_tf(fn, saved, dynamic_size=False)   # the TFLite converter needs static shapes
     converter = tf.lite.TFLiteConverter.from_saved_model(saved)
     if dtype in ('float16', 'int8'):
       converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -132,7 +140,8 @@ def write_tflite(fn: export_functions.ExportFunction, directory: str, dtype: str
 
 def write_stablehlo(fn: export_functions.ExportFunction, directory: str, dtype: str) -> str:
   del dtype  # carried by the traced graph
-  specs = [jax.ShapeDtypeStruct(s.shape, jnp.float32) for s in fn.inputs]
+  specs = jax.export.symbolic_args_specs([jax.ShapeDtypeStruct(s.shape, jnp.float32) for s in fn.inputs],
+                                         fn.shape_specs())
   exported = jax.export.export(jax.jit(fn.fn), platforms=('cpu', 'cuda', 'tpu'))(*specs)
   path = os.path.join(directory, ARTIFACT_NAMES['stablehlo'])
   with open(path, 'wb') as f:

@@ -68,6 +68,20 @@ class ExportFunction:
         out.append((0.5 * rng.standard_normal(spec.shape)).astype(np.float32))
     return out
 
+  def shape_specs(self) -> list[str]:
+    """The inputs' shapes with H, W symbolic (`jax.export.symbolic_args_specs` / jax2tf polymorphic_shapes):
+    the two axes before the channels of every input with 4 or more axes are `4*h, 4*w` (frames) or `h, w`
+    (features at 1/4 resolution), so any multiple of 4 fits."""
+    specs = []
+    full = self.inputs[0].shape[-3:-1]   # the first input is always frame(s) (..., H, W, 3)
+    for spec in self.inputs:
+      dims = [str(d) for d in spec.shape]
+      if len(spec.shape) >= 4:
+        at_full = tuple(spec.shape[-3:-1]) == tuple(full)
+        dims[-3], dims[-2] = ('4*h', '4*w') if at_full else ('h', 'w')
+      specs.append(', '.join(dims))
+    return specs
+
   def zero_state(self) -> dict[str, np.ndarray]:
     """The stream inputs other than `frame` / `is_real` at the start of a video: all zeros."""
     return {s.name: np.zeros(s.shape, np.float32) for s in self.inputs if s.name not in ('frame', 'is_real')}

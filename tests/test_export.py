@@ -157,3 +157,13 @@ def test_translator_dot_general_with_batch_dims_matches_numpy():
   (got,) = ort.InferenceSession(proto.SerializeToString(), providers=['CPUExecutionProvider']).run(
       None, {'a': a, 'b': b})
   np.testing.assert_allclose(got, np.einsum('nthi,ntio->nhto', a, b), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize('fmt', export_formats.DYNAMIC_SIZE)
+def test_dynamic_size_formats_take_another_multiple_of_4(exports, testdata, fmt):
+  runner, _, meta = exports[fmt, 'clip']
+  assert meta['size']['dynamic']
+  model, variables = inference.load_model(str(testdata / CKPT))
+  clip = np.random.default_rng(2).uniform(-0.5, 0.5, (1, FRAMES, 24, 40, 3)).astype(np.float32)
+  (got,) = runner(clip)
+  np.testing.assert_allclose(got, model.apply(variables, clip), atol=1e-4, rtol=0)
