@@ -9,8 +9,8 @@
 Routes (chosen by measurement, see README "Deploying"): ONNX through our own jaxpr translator (`export_onnx`);
 SavedModel through `jax2tf` (native serialisation: a StableHLO module inside an XlaCallModule op); TFLite by the
 TFLite converter on that SavedModel, which legalises the StableHLO ops to TFLite builtins (CONV_2D,
-BATCH_MATMUL, ...); StableHLO by `jax.export`. SavedModel and StableHLO take any H and W that are multiples of 4 (symbolic shapes,
-`ExportFunction.shape_specs`); the ONNX translator and the TFLite converter need them fixed.
+BATCH_MATMUL, ...); StableHLO by `jax.export`. SavedModel and StableHLO take any H and W that are multiples of
+4 (symbolic shapes, `ExportFunction.shape_specs`); the ONNX translator and the TFLite converter need them fixed.
 
 Reduced precision (`dtype`): float16 / bfloat16 run the model's compute in that dtype (inputs, outputs and
 states stay float32) for onnx (float16 only), savedmodel and stablehlo; for tflite, float16 is the converter's
