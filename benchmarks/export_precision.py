@@ -8,7 +8,8 @@ the same sequences as `synthetic_blur/<preset>`'s test split), deblurs every seq
 (`inference.deblur_video`, float32) and with each exported stream model in its own runtime
 (`export_functions.run_stream`: every frame gets an output, edges as the streaming deblurrer), rounds the outputs
 to 8 bits as `deblur` writes them, and prints the mean per-frame PSNR against the sharp frames, its change from
-the JAX model's, and the largest 8-bit difference from the JAX model's output.
+the JAX model's, and how far the 8-bit outputs are from the JAX model's (largest difference, share of values
+that differ).
 """
 
 import os
@@ -54,9 +55,9 @@ def main(argv):
   reference = [inference.deblur_video(model, variables, blur) for blur, _ in sequences]
   blur_psnr = np.concatenate([_psnr(blur, sharp) for blur, sharp in sequences]).mean()
   base = np.concatenate([_psnr(out, sharp) for out, (_, sharp) in zip(reference, sequences)]).mean()
-  print(f'{"runtime":<22} {"PSNR dB":>8} {"change":>8} {"max 8-bit diff vs JAX":>22}')
+  print(f'{"runtime":<22} {"PSNR dB":>8} {"change dB":>10} {"max 8-bit diff vs JAX":>22} {"values differing":>17}')
   print(f'{"blurry input":<22} {blur_psnr:8.3f}')
-  print(f'{"jax float32":<22} {base:8.3f} {0.0:+8.3f} {0:>22}')
+  print(f'{"jax float32":<22} {base:8.3f} {0.0:+10.4f} {0:>22} {0.0:16.3%}')
   with tempfile.TemporaryDirectory() as scratch:
     for item in _EXPORTS.value:
       fmt, dtype = item.split(':')
@@ -66,14 +67,16 @@ def main(argv):
       directory = os.path.join(scratch, f'{fmt}_{dtype}')
       os.makedirs(directory)
       runner = export_formats.LOADERS[fmt](export_formats.WRITERS[fmt](fn, directory, dtype), fn)
-      scores, worst = [], 0
+      scores, worst, differing, total = [], 0, 0, 0
       for (blur, sharp), ref in zip(sequences, reference):
         video = blur.astype(np.float32) / 255.0 - 0.5
         out = _to_u8(export_functions.run_stream(runner, fn, video, model.future_frames))
         scores.append(_psnr(out, sharp))
         worst = max(worst, int(np.abs(out.astype(int) - ref).max()))
+        differing, total = differing + int(np.count_nonzero(out != ref)), total + out.size
       value = np.concatenate(scores).mean()
-      print(f'{fmt + " " + dtype:<22} {value:8.3f} {value - base:+8.3f} {worst:>22}', flush=True)
+      print(f'{fmt + " " + dtype:<22} {value:8.3f} {value - base:+10.4f} {worst:>22} {differing / total:16.3%}',
+            flush=True)
 
 
 if __name__ == '__main__':
