@@ -100,6 +100,19 @@ def test_residual_stream_step_keeps_pending_frames(tmp_path):
   np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
 
 
+def test_ablation_variant_without_context_streams_like_the_deblurrer(tmp_path):
+  """ResBlock cell, no fusion, past = future = 0: the step has no `context` input (a zero-size tensor is not
+  portable) and still matches the streaming deblurrer (ONNX)."""
+  model = model_lib.ESTRNN(n_features=4, n_blocks=2, past_frames=0, future_frames=0, cell='resblock', fusion='none')
+  variables = {'params': model_lib.init_params(model, 4)}
+  fn = export_functions.stream_function(model, variables, 16, 24)
+  assert [s.name for s in fn.inputs] == ['frame', 'is_real', 'state', 'started']
+  runner = export_formats.load_onnx(export_formats.write_onnx(fn, str(tmp_path), 'float32'), fn)
+  video = np.random.default_rng(5).uniform(-0.5, 0.5, (4, 16, 24, 3)).astype(np.float32)
+  want = inference.deblur_video(model, variables, video, value_range=(-0.5, 0.5), group_size=1)
+  np.testing.assert_allclose(export_functions.run_stream(runner, fn, video, future=0), want, atol=1e-4, rtol=0)
+
+
 def _refusal(capsys, output, **kwargs):
   """Runs an export expected to be refused; returns its one-line error (and checks nothing is left)."""
   args = dict(checkpoint=str(kwargs.pop('checkpoint')), fmt='onnx', height=HEIGHT, width=WIDTH, output=str(output),
