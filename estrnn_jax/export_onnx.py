@@ -88,11 +88,8 @@ class _Graph:
 # Primitive rules: (graph, input tensor names, input avals, output avals, params) -> output tensor names.
 
 
-def _unary(op_type: str) -> Callable[..., list[str]]:
-  return lambda g, xs, avals, outs, params: [g.op(op_type, xs)]
-
-
-def _binary(op_type: str) -> Callable[..., list[str]]:
+def _same(op_type: str) -> Callable[..., list[str]]:
+  """A primitive that is one ONNX op on the same inputs (elementwise; ONNX broadcasts JAX's rank-0 literals)."""
   return lambda g, xs, avals, outs, params: [g.op(op_type, xs)]
 
 
@@ -221,10 +218,6 @@ def _conv(g, xs, avals, outs, params):
   return [y]
 
 
-def _iota(g, xs, avals, outs, params):
-  raise UnsupportedPrimitiveError('iota outside constant folding')  # only ever reached with constant shapes
-
-
 def _pad(g, xs, avals, outs, params):
   config = params['padding_config']
   if any(interior for _, _, interior in config) or any(lo < 0 or hi < 0 for lo, hi, _ in config):
@@ -234,19 +227,19 @@ def _pad(g, xs, avals, outs, params):
 
 
 _RULES: dict[str, Callable[..., list[str]]] = {
-    'add': _binary('Add'), 'sub': _binary('Sub'), 'mul': _binary('Mul'), 'div': _binary('Div'),
-    'max': _binary('Max'), 'min': _binary('Min'), 'pow': _binary('Pow'),
-    'gt': _binary('Greater'), 'lt': _binary('Less'), 'ge': _binary('GreaterOrEqual'),
-    'le': _binary('LessOrEqual'), 'eq': _binary('Equal'), 'and': _binary('And'), 'or': _binary('Or'),
-    'neg': _unary('Neg'), 'exp': _unary('Exp'), 'log': _unary('Log'), 'tanh': _unary('Tanh'),
-    'logistic': _unary('Sigmoid'), 'erf': _unary('Erf'), 'sqrt': _unary('Sqrt'), 'abs': _unary('Abs'),
-    'copy': _unary('Identity'), 'copy_p': _unary('Identity'), 'not': _unary('Not'),
+    'add': _same('Add'), 'sub': _same('Sub'), 'mul': _same('Mul'), 'div': _same('Div'),
+    'max': _same('Max'), 'min': _same('Min'), 'pow': _same('Pow'),
+    'gt': _same('Greater'), 'lt': _same('Less'), 'ge': _same('GreaterOrEqual'),
+    'le': _same('LessOrEqual'), 'eq': _same('Equal'), 'and': _same('And'), 'or': _same('Or'),
+    'neg': _same('Neg'), 'exp': _same('Exp'), 'log': _same('Log'), 'tanh': _same('Tanh'),
+    'logistic': _same('Sigmoid'), 'erf': _same('Erf'), 'sqrt': _same('Sqrt'), 'abs': _same('Abs'),
+    'copy': _same('Identity'), 'copy_p': _same('Identity'), 'not': _same('Not'),
     'erfc': _erfc, 'rsqrt': _rsqrt, 'integer_pow': _integer_pow, 'convert_element_type': _convert,
     'reshape': _reshape, 'transpose': _transpose, 'squeeze': _squeeze, 'expand_dims': _expand_dims,
     'broadcast_in_dim': _broadcast_in_dim, 'slice': _slice, 'concatenate': _concatenate, 'split': _split,
     'reduce_sum': _reduce('ReduceSum'), 'reduce_max': _reduce('ReduceMax'), 'reduce_min': _reduce('ReduceMin'),
     'select_n': _select_n, 'clamp': _clamp, 'dot_general': _dot_general, 'conv_general_dilated': _conv,
-    'pad': _pad, 'iota': _iota,
+    'pad': _pad,
 }
 _INLINED = ('jit', 'pjit', 'closed_call', 'core_call', 'custom_jvp_call', 'custom_vjp_call', 'remat', 'checkpoint')
 
