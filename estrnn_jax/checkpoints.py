@@ -19,6 +19,7 @@ optimiser state.
 
 from collections.abc import Mapping
 import json
+import os
 from typing import Any
 
 from absl import logging
@@ -149,6 +150,8 @@ def restore_model(path: epath.PathLike, *, which: str = 'latest', step: int | No
   path = epath.Path(path)
   if not path.exists():
     raise FileNotFoundError(f'{path}: no such checkpoint file or directory.')
+  if '://' not in str(path):
+    path = epath.Path(os.path.abspath(path))   # Orbax restores absolute paths only
   if not path.is_dir():
     if not path.name.endswith(_TORCH_SUFFIXES):
       raise ValueError(f'{path}: a file, but not an official ESTRNN checkpoint (expected {_TORCH_SUFFIXES}); '

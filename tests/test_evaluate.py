@@ -304,3 +304,12 @@ def test_device_out_of_memory_names_the_sequence_frame_size_and_fix(tiny_model, 
   monkeypatch.setattr(evaluator, '_forward', lambda *a: (_ for _ in ()).throw(jax.errors.JaxRuntimeError('INTERNAL')))
   with pytest.raises(jax.errors.JaxRuntimeError, match='INTERNAL'):   # other device errors are not disguised
     evaluation.evaluate_sequences(evaluator, [('seq', blur, sharp)])
+
+
+def test_restore_model_takes_a_relative_path(tiny_model, tmp_path, monkeypatch):
+  model, params = tiny_model
+  checkpoints.save_model(tmp_path / 'model', model, params)
+  monkeypatch.chdir(tmp_path)
+  restored, variables = checkpoints.restore_model('model')
+  assert restored == model
+  jax.tree.map(np.testing.assert_array_equal, variables['params'], params)
