@@ -213,17 +213,24 @@ def tiny_data_dir(tmp_path_factory):
   return data_dir
 
 
-def test_cli_writes_tables_and_frames(tiny_model, tiny_data_dir, tmp_path):
+def _evaluate_cli(tiny_model, data_dir, tmp_path, *flags):
+  """`python -m estrnn_jax.evaluate` of the tiny model saved in tmp_path/model, on 1 validation sequence with
+  --save_frames into tmp_path/eval; returns (the finished process, the output directory)."""
   model, params = tiny_model
   checkpoints.save_model(tmp_path / 'model', model, params)
   out = tmp_path / 'eval'
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2', JAX_PLATFORMS='cpu')
   proc = subprocess.run(
       [sys.executable, '-m', 'estrnn_jax.evaluate', '--config=configs/test.py',
-       f'--config.dataset.data_dir={tiny_data_dir}', f'--checkpoint={tmp_path / "model"}', '--split=validation',
-       '--max_sequences=1', f'--output_dir={out}', '--save_frames'],
+       f'--config.dataset.data_dir={data_dir}', f'--checkpoint={tmp_path / "model"}', '--split=validation',
+       '--max_sequences=1', f'--output_dir={out}', '--save_frames', *flags],
       cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc, out
+
+
+def test_cli_writes_tables_and_frames(tiny_model, tiny_data_dir, tmp_path):
+  proc, out = _evaluate_cli(tiny_model, tiny_data_dir, tmp_path)
   results = json.loads((out / 'results.json').read_text())
   assert results['summary']['sequences'] == 1
   assert results['summary']['frames'] == 12 - 4  # tiny sequences have 12 frames; the reference skips 2 + 2
@@ -238,21 +245,11 @@ def test_cli_writes_tables_and_frames(tiny_model, tiny_data_dir, tmp_path):
   assert 'PSNR' in proc.stderr  # per-sequence progress line
 
 
-
 def test_full_protocol_saves_exactly_the_frames_deblur_writes(tiny_model, tiny_data_dir, tmp_path, capsys):
   """`evaluate --protocol full --save_frames` and `deblur` on the same sequence: identical PNG files' pixels."""
   from estrnn_jax import deblur  # pylint: disable=g-import-not-at-top
   from estrnn_jax import input_pipeline  # pylint: disable=g-import-not-at-top
-  model, params = tiny_model
-  checkpoints.save_model(tmp_path / 'model', model, params)
-  out = tmp_path / 'eval'
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2', JAX_PLATFORMS='cpu')
-  proc = subprocess.run(
-      [sys.executable, '-m', 'estrnn_jax.evaluate', '--config=configs/test.py',
-       f'--config.dataset.data_dir={tiny_data_dir}', f'--checkpoint={tmp_path / "model"}', '--split=validation',
-       '--max_sequences=1', '--protocol=full', f'--output_dir={out}', '--save_frames'],
-      cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  _, out = _evaluate_cli(tiny_model, tiny_data_dir, tmp_path, '--protocol=full')
   name, blur, _ = next(input_pipeline.iterate_sequences(dataset='synthetic_blur/tiny', data_dir=tiny_data_dir,
                                                         split='validation', max_sequences=1))
   frames_in = tmp_path / 'blurry'
