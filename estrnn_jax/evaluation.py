@@ -189,6 +189,8 @@ class SequenceEvaluator:
       p, f = self.past, self.future
 
       def forward(params, blur, sharp):
+        # uint8 frames cross to the device (a quarter of float32's bytes) and are normalised there.
+        blur, sharp = images.normalise_on_device(blur), images.normalise_on_device(sharp)
         out = model.apply({'params': params}, blur)
         return score_frames(out, blur[:, p:blur.shape[1] - f], sharp, loss_fn, rounding)
 
@@ -241,13 +243,16 @@ class SequenceEvaluator:
     chunks = reference_chunks(len(blur_u8), self.chunk_frames, p, f)
     scored = reference_scored_frames(chunks, p, f)
     data = sharding.data_sharding(self._mesh)
-    parts = []
+    dispatched = []   # every group is dispatched before any result is fetched: transfers overlap compute
     for group_start in range(0, len(chunks), self._group):
       group = list(range(group_start, min(group_start + self._group, len(chunks))))
       padded = group + [group[-1]] * (self._group - len(group))  # fill every device; extra rows are dropped
-      blur = np.stack([images.from_uint8(blur_u8[chunks[c][0]:chunks[c][1]]) for c in padded])
-      sharp = np.stack([images.from_uint8(sharp_u8[chunks[c][0] + p:chunks[c][1] - f]) for c in padded])
-      result = jax.device_get(self._forward(self._params, jax.device_put(blur, data), jax.device_put(sharp, data)))
+      blur = np.stack([blur_u8[chunks[c][0]:chunks[c][1]] for c in padded])
+      sharp = np.stack([sharp_u8[chunks[c][0] + p:chunks[c][1] - f] for c in padded])
+      dispatched.append((group, self._forward(self._params, jax.device_put(blur, data), jax.device_put(sharp, data))))
+    parts = []
+    for group, result in dispatched:
+      result = jax.device_get(result)
       for row, c in enumerate(group):
         start = chunks[c][0]
         keep = scored[c] - start - p  # positions of the scored frames among this chunk's outputs
