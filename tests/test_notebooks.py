@@ -1,6 +1,5 @@
 """The Colab notebooks run top to bottom (tiny settings: ESTRNN_NOTEBOOK_SMOKE=1) and print real numbers."""
 
-import math
 import pathlib
 import re
 
@@ -38,17 +37,17 @@ def test_notebooks_run_and_report_psnr(tmp_path, monkeypatch):
   monkeypatch.setenv('ESTRNN_NOTEBOOK_SMOKE', '1')
   monkeypatch.setenv('ESTRNN_NOTEBOOK_WORKDIR', str(tmp_path))
   text = _execute('train_synthetic.ipynb')
-  assert 'Trained to step 3' in text
+  assert 'Trained to step 80' in text
+  # 80 steps of the default model already beat the blurry input (validation, and a test sequence).
   val_psnr = _number(r'Validation PSNR: (-?[\d.]+) dB', text)
   blur_psnr = _number(r'blurry input: (-?[\d.]+) dB', text)
-  assert math.isfinite(val_psnr) and 5 < blur_psnr < 60
-  assert math.isfinite(_number(r'deblurred (-?[\d.]+) dB', text))
+  assert 20 < blur_psnr < val_psnr - 0.1 < 40, (val_psnr, blur_psnr)
+  assert _number(r'deblurred (-?[\d.]+) dB', text) > _number(r'frames: blurry (-?[\d.]+) dB', text) + 0.1
   assert (tmp_path / 'train' / 'model_config.json').is_file()
 
   monkeypatch.setenv('ESTRNN_NOTEBOOK_WORKDIR', str(tmp_path / 'demo'))
   monkeypatch.setenv('ESTRNN_DEMO_CHECKPOINT', str(tmp_path / 'train'))   # "a freshly trained one"
   text = _execute('deblur_demo.ipynb')
-  assert math.isfinite(_number(r'PSNR: blurry (-?[\d.]+) dB', text))
-  assert math.isfinite(_number(r'-> deblurred (-?[\d.]+) dB', text))
+  assert _number(r'-> deblurred (-?[\d.]+) dB', text) > _number(r'PSNR: blurry (-?[\d.]+) dB', text) + 0.1
   assert _number(r'Deblurred \d+ frames in [\d.]+ s \(([\d.]+) frames/s\)', text) > 0
   assert (tmp_path / 'demo' / 'clips' / 'side_by_side.mp4').is_file()
