@@ -113,13 +113,10 @@ def paper_config(arg: str | None, *, dataset: str, train_frames: int, train_sequ
 
 def apply_runlocal(config: ml_collections.ConfigDict) -> None:
   """Shrinks a paper config to prove the whole path works on a laptop (same model, tiny everything else)."""
-  config.batch_size = 2
-  config.num_train_steps = 20
-  config.model.unroll = True  # a CPU: unrolled cell steps train ~10x faster there
-  config.dataset.crop_size = 64
-  config.dataset.num_workers = 0
-  config.eval.max_sequences = 1
-  config.eval.chunk_frames = 10
-  config.log_every_steps = 1
-  config.eval_every_steps = 10
-  config.checkpoint_every_steps = 10
+  config.update_from_flattened_dict({
+      'batch_size': 2, 'num_train_steps': 20, 'log_every_steps': 1, 'eval_every_steps': 10,
+      'checkpoint_every_steps': 10,
+      'model.unroll': True,  # a CPU: unrolled cell steps train ~10x faster there
+      'dataset.crop_size': 64, 'dataset.num_workers': 0,
+      'eval.max_sequences': 1, 'eval.chunk_frames': 10,
+  })

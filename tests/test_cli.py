@@ -135,3 +135,17 @@ def test_evaluate_bad_inputs(tmp_path, args, fragments):
   result = run_command('estrnn_jax.evaluate', *[a.format(tmp=tmp_path) for a in args])
   assert_one_line_error(result, 'evaluate', *[f.format(tmp=tmp_path) for f in fragments])
   assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.parametrize('args,fragments', [
+    (['--datasets=reds', '--output_dir={tmp}/out'], ['--checkpoints is required']),
+    (['--checkpoints=bsd', '--datasets=reds', '--output_dir={tmp}/out'], ["'bsd' is not name=path"]),
+    (['--checkpoints=a={tmp}/missing', '--datasets=synthetic_blur/tiny', '--data_dir={tmp}/tfds',
+      '--output_dir={tmp}/out'], ['synthetic_blur/tiny', 'not prepared']),
+    (['--checkpoints=a=x', '--datasets=reds', '--output_dir={tmp}/out', '--max_sequences=-1'],
+     ['--max_sequences must be >= 0']),
+])
+def test_cross_evaluate_bad_inputs(tmp_path, args, fragments):
+  result = run_command('estrnn_jax.cross_evaluate', *[a.format(tmp=tmp_path) for a in args])
+  assert_one_line_error(result, 'cross_evaluate', *fragments)
+  assert not (tmp_path / 'out').exists()
