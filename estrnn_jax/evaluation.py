@@ -48,11 +48,11 @@ from estrnn_jax import model as model_lib
 from estrnn_jax import sharding
 
 PROTOCOLS = ('reference', 'full')
+_FRAME_METRICS = ('psnr', 'ssim', 'blur_psnr', 'blur_ssim', 'loss')
 
 
 class NonFiniteOutputError(FloatingPointError):
   """The model produced NaN or Inf for a sequence: it gets no score (a diverged or damaged checkpoint)."""
-_FRAME_METRICS = ('psnr', 'ssim', 'blur_psnr', 'blur_ssim', 'loss')
 
 
 def reference_chunks(num_frames: int, chunk_frames: int, past: int, future: int) -> list[tuple[int, int]]:
@@ -272,15 +272,16 @@ class SequenceEvaluator:
       if len(buffer) < segment and index + 1 < num_frames:
         continue
       start, count = index + 1 - len(buffer), len(buffer)
-      fill = [count - 1] * (segment - count)   # the last segment padded to the fixed length (one compile)
-      rows = np.r_[start:start + count, start + np.array(fill, int)]
-      result = self._score(np.stack(buffer + [buffer[-1]] * len(fill)), blur_u8[rows], sharp_u8[rows])
+      # A short last segment repeats its last frame up to the fixed length (one compile); the extra rows are cut.
+      rows = np.minimum(np.arange(segment), count - 1)
+      result = self._score(np.stack(buffer)[rows], blur_u8[start + rows], sharp_u8[start + rows])
       pending.append((np.arange(start, start + count), result))   # dispatched; fetched once the stream ends
       buffer = []
     assert sum(len(frames) for frames, _ in pending) == num_frames, (pending, num_frames)
     for frames, result in pending:
       parts.append((frames, {k: np.asarray(v)[:len(frames)] for k, v in jax.device_get(result).items()}))
     return parts
+
 
 def evaluate_sequences(evaluator: SequenceEvaluator, sequences: Iterable[tuple[str, np.ndarray, np.ndarray]], *,
                        frames_dir: epath.PathLike | None = None, keep_outputs_of_first: bool = False,
