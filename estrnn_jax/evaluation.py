@@ -155,6 +155,30 @@ def _to_local(params: Any, sharding_: jax.sharding.Sharding) -> Any:
   return jax.tree.map(move, params)
 
 
+def evaluation_model(model: Any) -> Any:
+  """The model as evaluation runs it: an ESTRNN's cell as a scan (forward only: it compiles faster and runs as
+  fast as unrolled); other modules unchanged."""
+  return model.clone(unroll=False) if isinstance(model, model_lib.ESTRNN) else model
+
+
+def reference_forward(model: Any, mesh: jax.sharding.Mesh, *, loss_fn: losses.LossFn, rounding: str) -> Any:
+  """The reference protocol's jitted device step: `(params, blur, sharp) -> score_frames(...)` of a group of
+  chunks, blur uint8 (G, chunk, H, W, 3) and sharp uint8 (G, chunk - past - future, H, W, 3), the group split over
+  `mesh`'s `data` axis, the parameters replicated. `SequenceEvaluator` runs it; `estrnn_jax.plan` compiles it for
+  accelerators."""
+  p, f = model.past_frames, model.future_frames
+  data = sharding.data_sharding(mesh)
+
+  def forward(params, blur, sharp):
+    # uint8 frames cross to the device (a quarter of float32's bytes) and are normalised there.
+    blur, sharp = images.normalise_on_device(blur), images.normalise_on_device(sharp)
+    out = model.apply({'params': params}, blur)
+    return score_frames(out, blur[:, p:blur.shape[1] - f], sharp, loss_fn, rounding)
+
+  return jax.jit(forward, in_shardings=(sharding.replicated(mesh), data, data), out_shardings=data,
+                 compiler_options=jit_utils.cpu_compiler_options())
+
+
 class SequenceEvaluator:
   """Runs one protocol on whole sequences with this process's devices (see module docstring).
 
@@ -171,9 +195,7 @@ class SequenceEvaluator:
       raise ValueError(f'protocol must be one of {PROTOCOLS}, got {protocol!r}.')
     if rounding not in ('round', 'truncate'):
       raise ValueError(f"rounding must be 'round' or 'truncate', got {rounding!r}.")
-    if isinstance(model, model_lib.ESTRNN):
-      model = model.clone(unroll=False)   # forward only: the scan compiles faster and runs as fast
-    self.model = model
+    self.model = model = evaluation_model(model)
     self.protocol = protocol
     self.chunk_frames = chunk_frames
     self.past, self.future = model.past_frames, model.future_frames
@@ -185,17 +207,7 @@ class SequenceEvaluator:
       self._mesh = sharding.local_mesh()
       self._group = chunks_per_device * self._mesh.devices.size
       self._param_sharding = sharding.replicated(self._mesh)
-      data = sharding.data_sharding(self._mesh)
-      p, f = self.past, self.future
-
-      def forward(params, blur, sharp):
-        # uint8 frames cross to the device (a quarter of float32's bytes) and are normalised there.
-        blur, sharp = images.normalise_on_device(blur), images.normalise_on_device(sharp)
-        out = model.apply({'params': params}, blur)
-        return score_frames(out, blur[:, p:blur.shape[1] - f], sharp, loss_fn, rounding)
-
-      self._forward = jax.jit(forward, in_shardings=(sharding.replicated(self._mesh), data, data),
-                              out_shardings=data, compiler_options=options)
+      self._forward = reference_forward(model, self._mesh, loss_fn=loss_fn, rounding=rounding)
     else:
       self._param_sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
 

@@ -205,7 +205,6 @@ class StreamingDeblurrer:
     self._tile, self._tile_overlap, self._tile_batch = tile, tile_overlap, tile_batch
     if tile is not None:
       check_tiling(tile, tile_overlap)
-    self._context_len = model.past_frames + model.future_frames
     self._value_range = value_range
     self.reset()
 
@@ -359,16 +358,7 @@ class StreamingDeblurrer:
     padded_h, padded_w = height + (-height % 4), width + (-width % 4)
     self._grid = tile_grid(padded_h, padded_w, self._tile, self._tile_overlap)
     self._weights = jnp.asarray(blend_weights(self._grid, self._tile_overlap)) if self._grid.num_tiles > 1 else None
-    m, num_videos = self.model, len(self._streams)
-    n = num_videos * self._grid.num_tiles   # one independent model stream per (video, tile)
-    th, tw = self._grid.tile_height // 4, self._grid.tile_width // 4
-    pending_frames = m.future_frames if m.residual else 0
-    self.carry = (
-        jnp.zeros((n, th, tw, m.n_features), m.dtype),                              # hidden state s
-        jnp.zeros((n, self._context_len, th, tw, 5 * m.n_features), m.dtype),       # last past+future h
-        jnp.zeros((n, pending_frames, 4 * th, 4 * tw, 3), jnp.float32),              # last future frames
-        jnp.zeros((num_videos,), jnp.bool_),                                         # buffer filled yet?
-    )
+    self.carry = initial_carry(self.model, self._grid, len(self._streams))
 
   def _dispatch(self) -> tuple[jax.Array, list[tuple[int, slice]]]:
     """Submits one group: up to G pending frames of every video (the rest of the G slots are padding).
@@ -419,6 +409,44 @@ class StreamingDeblurrer:
         chunk = images.from_model(chunk, fmt)
       frames.extend((index, frame) for frame in chunk)
     return frames
+
+
+def initial_carry(model: model_lib.ESTRNN, grid: TileGrid, num_videos: int) -> tuple[jax.Array, ...]:
+  """The streaming state before the first frame of `num_videos` videos cut into `grid`'s tiles: one independent
+  model stream per (video, tile), N = num_videos x tiles, tiles of h x w = tile size / 4:
+  (hidden state s (N, h, w, C), the last past+future features h (N, K, h, w, 5C), the last `future` input frames
+  (N, future or 0, 4h, 4w, 3) float32, whether each video has started (num_videos,) bool)."""
+  n = num_videos * grid.num_tiles
+  th, tw = grid.tile_height // 4, grid.tile_width // 4
+  context_len = model.past_frames + model.future_frames
+  pending_frames = model.future_frames if model.residual else 0
+  return (
+      jnp.zeros((n, th, tw, model.n_features), model.dtype),                     # hidden state s
+      jnp.zeros((n, context_len, th, tw, 5 * model.n_features), model.dtype),    # last past+future h
+      jnp.zeros((n, pending_frames, 4 * th, 4 * tw, 3), jnp.float32),             # last future frames
+      jnp.zeros((num_videos,), jnp.bool_),                                        # buffer filled yet?
+  )
+
+
+def lower_group_step(model: model_lib.ESTRNN, variables: Variables, height: int, width: int, *,
+                     device: jax.Device, num_videos: int = 1, group_size: int = DEFAULT_GROUP_SIZE,
+                     tile: int | None = None, tile_overlap: int = 32, tile_batch: int | None = None,
+                     frame_dtype: Any = jnp.uint8) -> jax.stages.Lowered:
+  """The streaming step `StreamingDeblurrer` runs for `num_videos` videos of height x width frames, lowered for
+  `device` (which may be a compile-only device of `estrnn_jax.aot`); `variables` may be abstract
+  (`jax.ShapeDtypeStruct`s). Nothing is computed."""
+  padded_h, padded_w = height + (-height % 4), width + (-width % 4)
+  grid = tile_grid(padded_h, padded_w, tile, tile_overlap)
+  on_device = jax.sharding.SingleDeviceSharding(device)
+  place = lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=on_device)
+  carry = jax.tree.map(place, jax.eval_shape(lambda: initial_carry(model, grid, num_videos)))
+  weights = None
+  if grid.num_tiles > 1:
+    weights = place(jax.ShapeDtypeStruct((grid.num_tiles, grid.tile_height, grid.tile_width, 1), jnp.float32))
+  frames = place(jax.ShapeDtypeStruct((num_videos, group_size, height, width, 3), frame_dtype))
+  valid = place(jax.ShapeDtypeStruct((num_videos, group_size), jnp.bool_))
+  return _compiled_group_step().lower(jax.tree.map(place, variables), carry, frames, valid, weights, model=model,
+                                      grid=grid, tile_batch=tile_batch)
 
 
 _num_traces = 0

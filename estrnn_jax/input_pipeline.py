@@ -101,6 +101,18 @@ def list_sequences(*, dataset: str, data_dir: str | os.PathLike[str] | None, spl
   return records.sequence_table(load_builder(dataset, data_dir), split)
 
 
+def _first_frame_size(frame_source, table: Sequence[records.SequenceRow], stored: str, where: str
+                      ) -> tuple[int, int]:
+  return frame_storage.frame_size(frame_source[table[0][1]]['blur'], stored, f'the first frame of {where}')
+
+
+def frame_size(*, dataset: str, data_dir: str | os.PathLike[str] | None, split: str) -> tuple[int, int]:
+  """(height, width) of the first frame of a prepared dataset's split (reads one record)."""
+  builder = load_builder(dataset, data_dir)
+  return _first_frame_size(_data_source(builder, split), records.sequence_table(builder, split),
+                           frame_storage.stored_format(builder.info.metadata), f'{dataset} split {split!r}')
+
+
 def window_starts(table: Sequence[records.SequenceRow], window_frames: int, *, where: str = 'the dataset'
                   ) -> np.ndarray:
   """Record index of the first frame of every `window_frames`-frame window inside one sequence: (num_windows,) int64.
@@ -391,8 +403,7 @@ def create_train_iterator(*, dataset: str, data_dir: str | os.PathLike[str] | No
   windows = WindowSource(frame_source, table, window_frames, where, past_frames=past_frames,
                          future_frames=future_frames)
   if crop_size is not None:  # fail fast on the first frame rather than inside a worker
-    first_blur = frame_source[table[0][1]]['blur']
-    height, width = frame_storage.frame_size(first_blur, stored, f'the first frame of {where}')
+    height, width = _first_frame_size(frame_source, table, stored, where)
     if crop_size > height or crop_size > width:
       raise ValueError(f'crop_size={crop_size} is larger than the {height}x{width} frames of {where}.')
   batch_size = global_batch_size // shard_count

@@ -20,9 +20,14 @@ DATA_AXIS = 'data'
 
 
 def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
-  """A 1-D `data` mesh over `devices` (default: all devices of all processes)."""
-  devices = list(jax.devices() if devices is None else devices)
-  return jax.make_mesh((len(devices),), (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
+  """A 1-D `data` mesh over `devices` (default: all devices of all processes), ordered by (process, device id).
+
+  Process order keeps each process's devices one contiguous block of the batch, which is what its input pipeline
+  feeds (`shard_batch`). `jax.make_mesh` would order a TPU slice by its physical layout instead, and on a
+  multi-host v5e-16 that interleaves the hosts' rows (found by `estrnn_jax.plan`, tests/test_plan.py).
+  """
+  devices = sorted(jax.devices() if devices is None else devices, key=lambda d: (d.process_index, d.id))
+  return Mesh(np.array(devices), (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def local_mesh() -> Mesh:

@@ -106,19 +106,28 @@ def create_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule
   return optax.chain(*parts)
 
 
+def _init_state_fn(model: model_lib.ESTRNN, tx: optax.GradientTransformation):
+  return lambda rng: _state_from_params(model_lib.init_params(model, rng), tx=tx)
+
+
+def abstract_train_state(model: model_lib.ESTRNN, tx: optax.GradientTransformation, mesh: jax.sharding.Mesh
+                         ) -> tuple[TrainState, Any]:
+  """The state's shapes and dtypes, as `jax.ShapeDtypeStruct`s placed (replicated) on `mesh`, and its sharding
+  pytree. Computes nothing on the devices (they may be compile-only ones, `estrnn_jax.aot`)."""
+  abstract = jax.eval_shape(_init_state_fn(model, tx), model_lib.init_key(0))
+  state_sharding = jax.tree.map(lambda _: sharding.replicated(mesh), abstract)
+  placed = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract, state_sharding)
+  return placed, state_sharding
+
+
 def create_train_state(model: model_lib.ESTRNN, tx: optax.GradientTransformation, mesh: jax.sharding.Mesh,
                        rng: jax.Array) -> tuple[TrainState, Any]:
   """Initialises the state directly on the mesh, replicated. Returns (state, its sharding pytree).
 
   `rng`: the parameter key, `model_lib.init_key(seed)`.
   """
-  def init(rng):
-    params = model_lib.init_params(model, rng)
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
-
-  abstract = jax.eval_shape(init, rng)
-  state_sharding = jax.tree.map(lambda _: sharding.replicated(mesh), abstract)
-  state = jax.jit(init, out_shardings=state_sharding)(rng)
+  _, state_sharding = abstract_train_state(model, tx, mesh)
+  state = jax.jit(_init_state_fn(model, tx), out_shardings=state_sharding)(rng)
   return state, state_sharding
 
 
@@ -208,6 +217,33 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], *, model: mode
   return new_state, step_metrics
 
 
+def make_sharded_train_step(config: ml_collections.ConfigDict, model: model_lib.ESTRNN, mesh: jax.sharding.Mesh,
+                            state_sharding: Any) -> Any:
+  """The jitted `train_step` the run executes: the batch split over `mesh`'s `data` axis, the state replicated
+  (`state_sharding`) and donated; schedule, optimiser, loss and accumulation from `config`.
+
+  `estrnn_jax.plan` lowers this same function for accelerators it does not have (`abstract_train_state`,
+  `abstract_batch`), so what it measures is what `train_and_evaluate` runs.
+  """
+  schedule = create_learning_rate_schedule(config)
+  step = functools.partial(train_step, model=model, tx=create_optimizer(config, schedule),
+                           loss_fn=losses.get_loss_fn(config.loss), schedule=schedule,
+                           accumulation_steps=check_accumulation(config, mesh))
+  return jax.jit(step, in_shardings=(state_sharding, sharding.data_sharding(mesh)),
+                 out_shardings=(state_sharding, sharding.replicated(mesh)),
+                 donate_argnames=('state',), compiler_options=jit_utils.cpu_compiler_options())
+
+
+def abstract_batch(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> dict[str, jax.ShapeDtypeStruct]:
+  """The global batch `train_step` receives, as shapes on `mesh`: {'blur': uint8 (B, T, crop, crop, 3),
+  'sharp': uint8 (B, T - past - future, crop, crop, 3)}, B = `config.batch_size`, split over `data`."""
+  b, t, crop = config.batch_size, config.dataset.window_frames, config.dataset.crop_size
+  outputs = t - config.model.past_frames - config.model.future_frames
+  data = sharding.data_sharding(mesh)
+  return {'blur': jax.ShapeDtypeStruct((b, t, crop, crop, 3), jnp.uint8, sharding=data),
+          'sharp': jax.ShapeDtypeStruct((b, outputs, crop, crop, 3), jnp.uint8, sharding=data)}
+
+
 class _PreemptionWatcher:
   """True once this run should save and stop: SIGTERM (single process) or a multi-host preemption sync point."""
 
@@ -262,13 +298,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
   local_batch = sharding.check_batch_size(config.batch_size, mesh)
 
   model = create_model(config)
-  accumulation_steps = check_accumulation(config, mesh)
+  check_accumulation(config, mesh)
   # A resume must continue the run the checkpoints belong to; checked before anything is written.
   for change in resume.check_workdir(workdir, config.to_dict(), model.to_config()):
     logging.info('Resuming %s with a changed config: %s', workdir, change)
   schedule = create_learning_rate_schedule(config)
   tx = create_optimizer(config, schedule)
-  loss_fn = losses.get_loss_fn(config.loss)
   # Opens the dataset (a missing one, a bad split or crop fails here, before the workdir is touched).
   train_iter = input_pipeline.create_train_iterator(
       dataset=config.dataset.name, data_dir=config.dataset.data_dir, split=config.dataset.train_split,
@@ -306,12 +341,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
     logging.info('Initialised the parameters from %s (step 0, fresh optimiser state).', config.init_from)
   start_step = int(jax.device_get(state.step))
 
-  sharded_train_step = jax.jit(
-      functools.partial(train_step, model=model, tx=tx, loss_fn=loss_fn, schedule=schedule,
-                        accumulation_steps=accumulation_steps),
-      in_shardings=(state_sharding, sharding.data_sharding(mesh)),
-      out_shardings=(state_sharding, sharding.replicated(mesh)),
-      donate_argnames=('state',), compiler_options=jit_utils.cpu_compiler_options())
+  sharded_train_step = make_sharded_train_step(config, model, mesh, state_sharding)
   evaluator = evaluation.SequenceEvaluator(
       model, protocol=config.eval.protocol, chunk_frames=config.eval.chunk_frames, rounding=config.eval.rounding,
       loss=config.loss, chunks_per_device=config.eval.chunks_per_device)

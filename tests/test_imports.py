@@ -6,7 +6,7 @@ import pathlib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # Modules run as programs (`python -m estrnn_jax.<name>`); everything else in estrnn_jax/ is the library.
-ENTRY_POINTS = frozenset({'main', 'evaluate', 'deblur', 'convert', 'profile', 'export', 'cross_evaluate'})
+ENTRY_POINTS = frozenset({'main', 'evaluate', 'deblur', 'convert', 'profile', 'export', 'cross_evaluate', 'plan'})
 
 
 def imported_modules(path: pathlib.Path, package: str) -> set[str]:
