@@ -95,15 +95,20 @@ class Target:
   chips: int
   hosts: int
   topology: str                # libtpu's '<gen>:<shape>' for TPU; XLA's '<slices>x<hosts>x<gpus>' for GPU
+  memory_fraction: float | None = None   # of each chip's memory a run may use; None: `Chip.usable_fraction`
 
   @property
   def chips_per_host(self) -> int:
     return self.chips // self.hosts
 
   @property
+  def usable_fraction(self) -> float:
+    return self.chip.usable_fraction if self.memory_fraction is None else self.memory_fraction
+
+  @property
   def budget_bytes(self) -> int:
-    """Memory per chip a program may use (`Chip.usable_fraction` of its HBM)."""
-    return int(self.chip.hbm_bytes * self.chip.usable_fraction)
+    """Memory per chip a program may use (`usable_fraction` of its HBM)."""
+    return int(self.chip.hbm_bytes * self.usable_fraction)
 
   def describe(self) -> str:
     hosts = f'{self.hosts} hosts' if self.hosts > 1 else '1 host'
@@ -139,12 +144,21 @@ _TPU_NAME = re.compile(r'^(v4|v5litepod|v5p|v6e)-(\d+)$')
 _GPU_NAME = re.compile(r'^(a100|h100|h200)x(\d+)(?:x(\d+))?$')
 
 
-def target(name: str) -> Target:
-  """The machine `name` (see the module docstring); ValueError, listing known names, for anything else."""
+def target(name: str, memory_fraction: float | None = None) -> Target:
+  """The machine `name` (see the module docstring); ValueError, listing known names, for anything else.
+
+  `memory_fraction`: the part of each chip's memory the run may use, in (0, 1] (default: `Chip.usable_fraction`).
+  """
+  if memory_fraction is not None and not 0 < memory_fraction <= 1:
+    raise ValueError(f'the memory fraction must be in (0, 1], got {memory_fraction}.')
   spelled = name.strip().lower()
   if m := _TPU_NAME.match(spelled):
-    return _tpu_target(spelled, m.group(1), int(m.group(2)))
-  if m := _GPU_NAME.match(spelled):
-    return _gpu_target(spelled, m.group(1), int(m.group(2)), int(m.group(3) or 1))
+    found = _tpu_target(spelled, m.group(1), int(m.group(2)))
+  elif m := _GPU_NAME.match(spelled):
+    found = _gpu_target(spelled, m.group(1), int(m.group(2)), int(m.group(3) or 1))
+  else:
+    found = None
+  if found is not None:
+    return dataclasses.replace(found, memory_fraction=memory_fraction)
   raise ValueError(f'unknown target {name!r}; targets are Cloud TPU accelerator types (v4-N, v5litepod-N, v5p-N, '
                    f'v6e-N) and GPU machines (<a100|h100|h200>x<gpus>[x<hosts>]), e.g. {", ".join(EXAMPLES)}.')

@@ -1,19 +1,25 @@
 """Compiling for accelerators this machine does not have: XLA ahead-of-time compilation for a `Target`.
 
 `target_devices(target)` gives compile-only devices of a Cloud TPU slice (libtpu's topology descriptions) or of
-GPU hosts (the CUDA plugin's compile-only client, `requirements-gpu-plan.txt`), with the target's real process
-(host) count. A jitted function lowered with `jax.ShapeDtypeStruct`s placed on them (`jax.jit(f).lower(...)`)
+GPU hosts (the CUDA plugin's compile-only client), with the target's real process (host) count. A jitted function lowered with `jax.ShapeDtypeStruct`s placed on them (`jax.jit(f).lower(...)`)
 compiles exactly as it would on the machine itself; `compile_program` times that and reads the compiler's memory
 analysis, which is exact per device. (`cost_analysis()` is not used: it counts a loop's body once.)
 
-Must run before any other JAX use in the process (`prepare_process`): the process's own backend stays the CPU,
-and libtpu is told that no TPU metadata server or lockfile is to be used.
+The compilers (libtpu, the CUDA plugin and its compiler wheels; `requirements-plan.txt`) live in their own folder,
+`compilers_dir()`, outside the environment's site-packages: installed there, JAX in every other process neither
+finds nor loads them (in site-packages, libtpu prints errors at every JAX start-up on a machine without TPUs, and
+the CUDA plugin a traceback). `prepare_process` puts that folder on this process's path. It must run before any
+other JAX use in the process: the process's own backend stays the CPU, and libtpu is told that no TPU metadata
+server or lockfile is to be used.
 """
 
 import dataclasses
 import functools
 import importlib.resources
+import importlib.util
 import os
+import pathlib
+import sys
 import time
 from typing import Any
 
@@ -31,12 +37,27 @@ _TPU_ENVIRONMENT = {
 }
 
 
+# Where `requirements-plan.txt` is installed (`pip install --no-deps --target <dir> -r requirements-plan.txt`).
+COMPILERS_ENV = 'ESTRNN_PLAN_COMPILERS'
+DEFAULT_COMPILERS_DIR = '~/.cache/estrnn_jax/plan_compilers'
+INSTALL_HINT = ('pip install --no-deps --target {dir} -r requirements-plan.txt')
+
+
 class TargetUnavailableError(RuntimeError):
   """The compiler for a target is not installed here (libtpu, or the CUDA plugin for GPU targets)."""
 
 
+def compilers_dir() -> pathlib.Path:
+  """The folder the planning compilers are installed in: $ESTRNN_PLAN_COMPILERS, else DEFAULT_COMPILERS_DIR."""
+  return pathlib.Path(os.environ.get(COMPILERS_ENV) or DEFAULT_COMPILERS_DIR).expanduser()
+
+
 def prepare_process() -> None:
-  """Keeps this process's own backend on the CPU and sets libtpu up for compile-only use; call first."""
+  """Makes the planning compilers importable in this process only, keeps its own backend on the CPU and sets
+  libtpu up for compile-only use; call before any other JAX use."""
+  folder = str(compilers_dir())
+  if os.path.isdir(folder) and folder not in sys.path:
+    sys.path.insert(0, folder)
   for key, value in _TPU_ENVIRONMENT.items():
     os.environ.setdefault(key, value)
   jax.config.update('jax_platforms', 'cpu')
@@ -51,12 +72,25 @@ def gpu_target_config(chip: accelerators.Chip) -> str:
   return importlib.resources.files('estrnn_jax').joinpath('gpu_targets', f'{chip.topology_name}.txtpb').read_text()
 
 
-@functools.cache
 def target_devices(target: accelerators.Target) -> tuple[jax.Device, ...]:
   """Compile-only devices of `target`, every host's, in JAX's order; checked against the target's chips and
   hosts. Raises TargetUnavailableError when its compiler is not installed."""
+  return _devices(dataclasses.replace(target, memory_fraction=None))   # one topology per machine
+
+
+@functools.cache
+def _devices(target: accelerators.Target) -> tuple[jax.Device, ...]:
   from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
   chip = target.chip
+  compiler, module = ('libtpu', 'libtpu') if chip.kind == 'tpu' else ('the CUDA plugin', 'jax_plugins.xla_cuda12')
+  try:
+    missing = importlib.util.find_spec(module) is None
+  except ModuleNotFoundError:   # the jax_plugins namespace itself is absent
+    missing = True
+  if missing:
+    raise TargetUnavailableError(
+        f'cannot compile for {target.name}: {compiler} is not installed in {compilers_dir()}; install the planning '
+        f'compilers with: {INSTALL_HINT.format(dir=compilers_dir())}')
   try:
     if chip.kind == 'tpu':
       kwargs: dict[str, Any] = {'chips_per_host_bounds': _chips_per_host_bounds(target.chips_per_host)}
@@ -67,12 +101,9 @@ def target_devices(target: accelerators.Target) -> tuple[jax.Device, ...]:
       devices = topologies.get_topology_desc(chip.topology_name, 'cuda', target_config=gpu_target_config(chip),
                                              topology=target.topology).devices
   except (ImportError, RuntimeError, NotImplementedError) as e:
-    what = 'libtpu (requirements.txt)' if chip.kind == 'tpu' else 'the CUDA plugin (requirements-gpu-plan.txt)'
-    if 'plugin' in str(e).lower() or 'libtpu' in str(e).lower() or isinstance(e, (ImportError,
-                                                                                 NotImplementedError)):
-      raise TargetUnavailableError(f'cannot compile for {target.name}: {what} is not installed or failed to load '
-                                   f'({str(e).splitlines()[0] if str(e) else type(e).__name__}).') from e
-    raise
+    reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+    raise TargetUnavailableError(f'cannot compile for {target.name}: {compiler} (in {compilers_dir()}) failed to '
+                                 f'load: {reason}') from e
   processes = {d.process_index for d in devices}
   if len(devices) != target.chips or len(processes) != target.hosts:
     raise AssertionError(f'{target.name}: the compiler gave {len(devices)} devices over {len(processes)} hosts, '

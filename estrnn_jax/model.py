@@ -133,48 +133,102 @@ class SubPixelUpsample(nn.Module):
     return y + self.bias.astype(y.dtype)
 
 
+def _dense_features(dense: Sequence[tuple[Array, Array]], x: Array) -> Array:
+  """An RDB's three dense layers: `concat[x, y_0, y_1, y_2]`, with `y_j = gelu(conv3x3(concat[x, y_0 .. y_{j-1}]))`.
+
+  `dense[j]` is layer j's (kernel, bias), its kernel reading concat[x, y_0 .. y_{j-1}]. Applied part by part: `x`
+  is convolved once for all layers (one conv with 3*growth outputs) and each new `y_j` once for all later layers.
+  """
+  n_layers, c = len(dense), x.shape[-1]
+  g = dense[0][0].shape[-1]
+  # pre[j]: the running pre-activation of dense layer j, accumulated one input part at a time.
+  x_part = jnp.concatenate([k[:, :, :c] for k, _ in dense], axis=-1)
+  x_bias = jnp.concatenate([b for _, b in dense])
+  pre = jnp.split(conv2d(x, x_part, x_bias), n_layers, axis=-1)
+  ys = []
+  for j in range(n_layers):
+    y = gelu(pre[j])
+    ys.append(y)
+    if j + 1 < n_layers:
+      part = slice(c + j * g, c + (j + 1) * g)
+      y_part = jnp.concatenate([dense[m][0][:, :, part] for m in range(j + 1, n_layers)], axis=-1)
+      for m, contribution in zip(range(j + 1, n_layers), jnp.split(conv2d(y, y_part), n_layers - j - 1, -1)):
+        pre[m] = pre[m] + contribution
+  return jnp.concatenate([x, *ys], axis=-1)
+
+
 class RDB(nn.Module):
   """Residual dense block (paper Sec. 3.1): three dense layers `z = concat[z, gelu(conv3x3(z))]`, a 1x1 fusion
   back to `in_features` channels, plus the input. (N,H,W,in_features) -> same shape.
 
-  Dense layer j's kernel reads concat[x, y_0 .. y_{j-1}]; it is applied part by part, so `x` is convolved once
-  for all layers (one conv with 3*growth outputs) and each new `y_j` once for all later layers.
+  `weights()` gives its tensors as a pytree for `rdb_forward`, the same block as a pure function (run by
+  `BlockChain` over stacked weights).
   """
   in_features: int
   growth: int
   num_layers: int = 3
 
-  @nn.compact
-  def __call__(self, x: Array) -> Array:
-    c, g, n_layers = self.in_features, self.growth, self.num_layers
-    dense = [Conv(g, 3, c + j * g, name=f'dense_{j}').weights() for j in range(n_layers)]
-    fuse = Conv(c, 1, c + n_layers * g, name='fuse')
+  def setup(self):
+    c, g = self.in_features, self.growth
+    self.dense = [Conv(g, 3, c + j * g) for j in range(self.num_layers)]   # parameters dense_0 .. dense_2
+    self.fuse = Conv(c, 1, c + self.num_layers * g)
 
-    # pre[j]: the running pre-activation of dense layer j, accumulated one input part at a time.
-    x_part = jnp.concatenate([k[:, :, :c] for k, _ in dense], axis=-1)
-    x_bias = jnp.concatenate([b for _, b in dense])
-    pre = jnp.split(conv2d(x, x_part, x_bias), n_layers, axis=-1)
-    ys = []
-    for j in range(n_layers):
-      y = gelu(pre[j])
-      ys.append(y)
-      if j + 1 < n_layers:
-        part = slice(c + j * g, c + (j + 1) * g)
-        y_part = jnp.concatenate([dense[m][0][:, :, part] for m in range(j + 1, n_layers)], axis=-1)
-        for m, contribution in zip(range(j + 1, n_layers), jnp.split(conv2d(y, y_part), n_layers - j - 1, -1)):
-          pre[m] = pre[m] + contribution
-    return fuse(jnp.concatenate([x, *ys], axis=-1)) + x
+  def weights(self) -> dict[str, Any]:
+    return {'dense': [d.weights() for d in self.dense], 'fuse': self.fuse.weights()}
+
+  def __call__(self, x: Array) -> Array:
+    return self.fuse(_dense_features([d.weights() for d in self.dense], x)) + x
+
+
+def rdb_forward(weights: Mapping[str, Any], x: Array) -> Array:
+  """`RDB.__call__` as a pure function of `RDB.weights()`."""
+  return conv2d(_dense_features(weights['dense'], x), *weights['fuse']) + x
 
 
 class ResBlock(nn.Module):
   """Residual block without normalisation (Nah et al. 2017; the paper's "w/o RDB cell" ablation, Sec. 4.4):
-  `x + conv3x3(relu(conv3x3(x)))`. (N,H,W,features) -> same shape."""
+  `x + conv3x3(relu(conv3x3(x)))`. (N,H,W,features) -> same shape. `weights()` / `resblock_forward` as `RDB`'s."""
   features: int
 
-  @nn.compact
+  def setup(self):
+    self.conv_0 = Conv(self.features, 3, self.features)
+    self.conv_1 = Conv(self.features, 3, self.features)
+
+  def weights(self) -> dict[str, Any]:
+    return {'conv_0': self.conv_0.weights(), 'conv_1': self.conv_1.weights()}
+
   def __call__(self, x: Array) -> Array:
-    y = jax.nn.relu(Conv(self.features, 3, self.features, name='conv_0')(x))
-    return Conv(self.features, 3, self.features, name='conv_1')(y) + x
+    return self.conv_1(jax.nn.relu(self.conv_0(x))) + x
+
+
+def resblock_forward(weights: Mapping[str, Any], x: Array) -> Array:
+  """`ResBlock.__call__` as a pure function of `ResBlock.weights()`."""
+  return conv2d(jax.nn.relu(conv2d(x, *weights['conv_0'])), *weights['conv_1']) + x
+
+
+def run_chain(blocks: Sequence[nn.Module], forward: Callable[[Any, Array], Array], x: Array, *, unroll: bool
+              ) -> tuple[Array, Array]:
+  """Runs identical blocks one after another: x -> blocks[0] -> ... -> blocks[-1].
+
+  Returns the last output and every block's output stacked on a new leading axis, (len(blocks), *x.shape).
+  `unroll=False` runs one `lax.scan` over the blocks' stacked weights, with `forward(weights, x)` the block as a
+  pure function: the compiler sees one block instead of `len(blocks)` (a B15C80 train step compiles for TPU
+  several times faster, with a fraction of the code). `unroll=True` calls each block in straight-line code
+  (XLA's CPU backend runs convolution gradients inside loops much slower). Same parameters, same values.
+  """
+  if unroll:
+    outputs = []
+    for block in blocks:
+      x = block(x)
+      outputs.append(x)
+    return x, jnp.stack(outputs)
+  stacked = jax.tree.map(lambda *w: jnp.stack(w), *[block.weights() for block in blocks])
+
+  def body(carry: Array, weights: Any) -> tuple[Array, Array]:
+    y = forward(weights, carry)
+    return y, y
+
+  return lax.scan(body, x, stacked)
 
 
 class DownsampleStage(nn.Module):
@@ -196,19 +250,20 @@ class DownsampleStage(nn.Module):
 class RDBNet(nn.Module):
   """F_R of the cell: `n_blocks` chained RDB(5C, 2C); all their outputs concatenated, 1x1 conv to 5C, 3x3 conv.
 
-  (N,h,w,5C) -> (N,h,w,5C). No activation and no global residual, as the reference.
+  (N,h,w,5C) -> (N,h,w,5C). No activation and no global residual, as the reference. The blocks run as one scan
+  unless `unroll` (`run_chain`).
   """
   features: int
   growth: int
   n_blocks: int
+  unroll: bool = False
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    outputs = []
-    for i in range(self.n_blocks):
-      x = RDB(self.features, self.growth, name=f'rdb_{i}')(x)
-      outputs.append(x)
-    x = Conv(self.features, 1, self.n_blocks * self.features, name='fuse')(jnp.concatenate(outputs, axis=-1))
+    blocks = [RDB(self.features, self.growth, name=f'rdb_{i}') for i in range(self.n_blocks)]
+    _, outputs = run_chain(blocks, rdb_forward, x, unroll=self.unroll)          # (B, N, h, w, 5C)
+    concat = jnp.moveaxis(outputs, 0, -2).reshape(*x.shape[:-1], self.n_blocks * self.features)  # in block order
+    x = Conv(self.features, 1, self.n_blocks * self.features, name='fuse')(concat)
     return Conv(self.features, 3, self.features, name='conv')(x)
 
 
@@ -220,9 +275,12 @@ class RDBCell(nn.Module):
     frame: x_t, (N, H, W, 3), H and W multiples of 4.
   Returns:
     (s_t, h_t): the next hidden state (N, H/4, W/4, C) and the frame's features (N, H/4, W/4, 5C).
+
+  `unroll`: F_R's blocks in straight-line code rather than one scan (`run_chain`).
   """
   n_features: int
   n_blocks: int
+  unroll: bool = False
 
   @nn.compact
   def __call__(self, state: Array, frame: Array) -> tuple[Array, Array]:
@@ -230,7 +288,7 @@ class RDBCell(nn.Module):
     x = Conv(c, 5, 3, name='F_B0')(frame)                          # H
     x = DownsampleStage(c, c, name='F_B1')(x)                        # H/2, 2C
     x = DownsampleStage(2 * c, 3 * c // 2, name='F_B2')(x)           # H/4, 4C
-    h = RDBNet(5 * c, 2 * c, self.n_blocks, name='F_R')(jnp.concatenate([x, state], axis=-1))
+    h = RDBNet(5 * c, 2 * c, self.n_blocks, self.unroll, name='F_R')(jnp.concatenate([x, state], axis=-1))
     s = Conv(c, 3, 5 * c, name='F_h_in')(h)                          # F_h: conv3x3, RDB, conv3x3
     s = RDB(c, c, name='F_h_rdb')(s)
     s = Conv(c, 3, c, name='F_h_out')(s)
@@ -253,9 +311,8 @@ class ResBlockCell(RDBCell):
     x = Conv(c, 5, 3, name='F_B0')(frame)                          # H
     x = DownsampleStage(c, c, resblock=True, name='F_B1')(x)         # H/2, 2C
     x = DownsampleStage(2 * c, resblock=True, name='F_B2')(x)        # H/4, 4C
-    h = jnp.concatenate([x, state], axis=-1)
-    for i in range(self.n_blocks):                                   # F_R
-      h = ResBlock(5 * c, name=f'F_R_{i}')(h)
+    blocks = [ResBlock(5 * c, name=f'F_R_{i}') for i in range(self.n_blocks)]  # F_R
+    h, _ = run_chain(blocks, resblock_forward, jnp.concatenate([x, state], axis=-1), unroll=self.unroll)
     s = Conv(c, 3, 5 * c, name='F_h_in')(h)                          # F_h: conv3x3, ResBlock, conv3x3
     s = ResBlock(c, name='F_h_resblock')(s)
     s = Conv(c, 3, c, name='F_h_out')(s)
@@ -420,10 +477,11 @@ class ESTRNN(nn.Module):
     past_frames, future_frames: the GSA window around each output frame.
     dtype: compute dtype (e.g. jnp.bfloat16); parameters stay float32 and outputs are float32.
     remat: rematerialise each cell step in the backward pass (less memory for long clips, ~30% more compute).
-    unroll: run the cell once per frame in straight-line code instead of one `nn.scan` loop (same parameters,
-      same outputs). XLA's CPU backend runs convolution gradients inside a loop body 10-15x slower than outside
-      one (4.9 s vs 0.36 s for the default config's training step), so CPU training unrolls its short windows
-      (T <= ~10); it costs compile time, and accelerators keep the scan.
+    unroll: straight-line code instead of loops: the cell once per frame instead of one `nn.scan` over time, and
+      F_R's blocks one by one instead of one scan over their stacked weights (same parameters, same outputs).
+      XLA's CPU backend runs convolution gradients inside a loop body many times slower than outside one, so
+      CPU training unrolls its short windows (T <= ~10); accelerators keep the loops, which the compiler sees
+      once (benchmarks/CPU_XLA.md, README "Will it fit?").
     fold_gsa: use the folded GSA (same outputs, 4-8x less compute); False runs the reference's form.
     residual: add each centre input frame to its output, so the network predicts a correction rather than the
       sharp frame. Not in the paper (its model and the official weights have no such skip, so False is the
@@ -482,9 +540,9 @@ class ESTRNN(nn.Module):
     check_variant(self)
     # Submodule attributes differ from the `cell` / `fusion` fields; their names keep the parameter tree's keys.
     if self.cell == 'rdb':
-      self.cell_module = RDBCell(self.n_features, self.n_blocks, name='cell')
+      self.cell_module = RDBCell(self.n_features, self.n_blocks, self.unroll, name='cell')
     else:
-      self.cell_module = ResBlockCell(self.n_features, self.n_blocks, name='cell')
+      self.cell_module = ResBlockCell(self.n_features, self.n_blocks, self.unroll, name='cell')
     if self.fusion == 'gsa':
       self.fusion_module = GSA(self.n_features, self.past_frames, self.future_frames, folded=self.fold_gsa,
                                name='fusion')

@@ -13,7 +13,9 @@ data-sheet peak and an assumed MFU (`--mfu`), with the windows per second each h
 what `benchmarks/input_pipeline_benchmark.py` measures. A train step that does not fit gets the cheapest
 change that does, found by compiling (`--fix`, on by default); `--max_batch` finds the largest batch.
 
-TPU targets need libtpu (requirements.txt); GPU targets the CUDA compiler wheels of requirements-gpu-plan.txt.
+The compilers (libtpu for TPU targets; the CUDA plugin and compiler for GPU targets) are `requirements-plan.txt`,
+installed in their own folder so that no other JAX process loads them (`estrnn_jax.aot`):
+  pip install --no-deps --target ~/.cache/estrnn_jax/plan_compilers -r requirements-plan.txt
 """
 
 import dataclasses
@@ -36,6 +38,7 @@ from estrnn_jax import profile
 TRAINING_FLOPS_FACTOR = 3
 DEFAULT_MFU = 0.3
 PROGRAMS = ('train', 'eval', 'deblur')
+EXIT_DOES_NOT_FIT = 3
 
 
 def forward_flops(model: model_lib.ESTRNN, frames: int, outputs: int, height: int, width: int) -> float:
@@ -97,8 +100,9 @@ def format_program(program: planning.Program, guess: Estimate | None) -> str:
   verdict = (f'fits, {_gib(program.margin_bytes)} GiB spare' if program.fits
              else f'DOES NOT FIT, {_gib(-program.margin_bytes)} GiB over')
   budget = f'{_gib(target.budget_bytes)} GiB'
-  if target.chip.usable_fraction < 1:
-    budget += f' ({target.chip.usable_fraction:.0%} of {_gib(target.chip.hbm_bytes)}, JAX\'s default)'
+  if target.usable_fraction < 1:
+    whose = '--memory_fraction' if target.memory_fraction is not None else "JAX's default"
+    budget += f' ({target.usable_fraction:.0%} of {_gib(target.chip.hbm_bytes)}, {whose})'
   lines = [f'  {program.name:<10} {program.shapes}',
            f'             per chip: arguments {_gib(m.arguments)} + outputs {_gib(m.outputs)} - donated '
            f'{_gib(m.aliased)} + temporaries {_gib(m.temporaries)} + code {_gib(m.code)} = {_gib(m.total)} GiB '
@@ -127,13 +131,15 @@ def program_json(program: planning.Program, guess: Estimate | None) -> dict[str,
 
 
 def plan_target(config, target: accelerators.Target, options: dict[str, Any]) -> dict[str, Any]:
-  """Compiles, prints and returns (as JSON-able data) the plan of `config` on `target`."""
+  """Compiles, prints and returns (as JSON-able data) the plan of `config` on `target`; `record['fits']` says
+  whether every program compiled fits (and the train step can run as configured)."""
   print(target.describe(), flush=True)
   record: dict[str, Any] = {'target': target.name, 'chips': target.chips, 'hosts': target.hosts,
                             'chip': target.chip.name, 'hbm_bytes_per_chip': target.chip.hbm_bytes,
                             'budget_bytes_per_chip': target.budget_bytes, 'topology': target.topology,
                             'programs': []}
-  if 'train' in options['programs'] and target.hosts > 1:
+  problem = planning.train_problem(config, target) if 'train' in options['programs'] else None
+  if 'train' in options['programs'] and target.hosts > 1 and problem is None:
     rows = planning.process_rows(planning.train_mesh(target), config.batch_size)
     print(f'  input: each of the {target.hosts} hosts feeds {len(rows[0])} rows of the batch of '
           f'{config.batch_size} (host h: rows {len(rows[0])}h ... {len(rows[0])}h+{len(rows[0]) - 1}), '
@@ -141,6 +147,10 @@ def plan_target(config, target: accelerators.Target, options: dict[str, Any]) ->
     record['rows_per_host'] = len(rows[0])
   train = None
   for name in options['programs']:
+    if name == 'train' and problem is not None:
+      print(f'  train      CANNOT RUN: {problem}', flush=True)
+      record['programs'].append({'program': 'train', 'fits': False, 'error': problem})
+      continue
     if name == 'eval':
       size, source = planning.eval_size(config, options['eval_size'])
       print(f'  (evaluation frames {size[0]}x{size[1]}: {source})', flush=True)
@@ -155,29 +165,41 @@ def plan_target(config, target: accelerators.Target, options: dict[str, Any]) ->
       record['programs'].append(program_json(program, guess))
       if name == 'train':
         train = program
-  if train is not None and not train.fits and options['fix']:
-    print('  searching for the cheapest change that fits (compiling each)...', flush=True)
-    fix = planning.find_fix(config, target)
-    if fix.overrides is None:
-      print(f'  nothing tried fits ({len(fix.tried)} changes compiled).', flush=True)
-      record['fix'] = None
-    else:
-      guess = estimate(planning.with_overrides(config, fix.overrides), fix.program, options['mfu'])
-      print(f'  fix: {planning.format_overrides(fix.overrides)} ({len(fix.tried)} compiled)\n'
-            + format_program(fix.program, guess), flush=True)
-      record['fix'] = {'overrides': fix.overrides, 'flags': planning.format_overrides(fix.overrides),
-                       'compiled_changes': len(fix.tried), 'program': program_json(fix.program, guess)}
+  if (problem is not None or (train is not None and not train.fits)) and options['fix']:
+    record['fix'] = plan_fix(config, target, options['mfu'])
   if options['max_batch']:
-    print('  searching for the largest batch that fits (compiling each)...', flush=True)
-    found = planning.max_batch(config, target)
-    per_chip = found.batch_size // target.chips
-    above = (f'; {found.above.shapes.split(" (")[0]} needs {_gib(found.above.memory.total)} GiB'
-             if found.above is not None else ' (the search limit)')
-    print(f'  largest batch: {found.batch_size} ({per_chip} per chip){above} ({found.compiles} compiles)',
-          flush=True)
-    record['max_batch'] = {'batch_size': found.batch_size, 'per_chip': per_chip, 'compiles': found.compiles,
-                           'bytes_per_chip': found.program.memory.total if found.program else None}
+    record['max_batch'] = plan_max_batch(config, target, train)
+  record['fits'] = all(p['fits'] for p in record['programs'])
   return record
+
+
+def plan_fix(config, target: accelerators.Target, mfu: float) -> dict[str, Any] | None:
+  """Searches for (by compiling) and prints the cheapest change that makes the train step fit."""
+  print('  searching for the cheapest change that fits (compiling each)...', flush=True)
+  fix = planning.find_fix(config, target)
+  if fix.overrides is None:
+    print(f'  nothing tried fits ({len(fix.tried)} changes compiled).', flush=True)
+    return None
+  guess = estimate(planning.with_overrides(config, fix.overrides), fix.program, mfu)
+  print(f'  fix: {planning.format_overrides(fix.overrides)} ({len(fix.tried)} compiled)\n'
+        + format_program(fix.program, guess), flush=True)
+  return {'overrides': fix.overrides, 'flags': planning.format_overrides(fix.overrides),
+          'compiled_changes': len(fix.tried), 'program': program_json(fix.program, guess)}
+
+
+def plan_max_batch(config, target: accelerators.Target, known: planning.Program | None) -> dict[str, Any]:
+  """Searches for (by compiling) and prints the largest global batch whose train step fits; `known`: the train
+  step at the config's batch, if compiled."""
+  print('  searching for the largest batch that fits (compiling each)...', flush=True)
+  found = planning.max_batch(config, target, known=known)
+  per_chip = found.batch_size // target.chips
+  above = (f'; {found.above.shapes.split(" (")[0]} needs {_gib(found.above.memory.total)} GiB'
+           if found.above is not None else ' (the search limit)')
+  print(f'  largest batch: {found.batch_size} ({per_chip} per chip){above} ({found.compiles} compiles)',
+        flush=True)
+  return {'batch_size': found.batch_size, 'per_chip': per_chip, 'compiles': found.compiles,
+          'bytes_per_chip': found.program.memory.total if found.program else None,
+          'bytes_per_chip_by_batch': found.bytes_by_batch}
 
 
 def define_flags() -> None:
@@ -194,16 +216,20 @@ def define_flags() -> None:
   flags.DEFINE_float('mfu', DEFAULT_MFU, 'Model FLOP utilisation assumed by the step-time estimates (0, 1].')
   flags.DEFINE_bool('fix', True, 'When the train step does not fit, search for the cheapest change that does.')
   flags.DEFINE_bool('max_batch', False, 'Also find the largest global batch whose train step fits.')
+  flags.DEFINE_float('memory_fraction', None, 'The part of each chip\'s memory the run may use, in (0, 1] '
+                     '(default: all of a TPU\'s; 0.75 of a GPU\'s, JAX\'s XLA_PYTHON_CLIENT_MEM_FRACTION default).')
+  flags.DEFINE_bool('must_fit', False, f'Exit with status {EXIT_DOES_NOT_FIT} when a program does not fit (or '
+                    'the train step cannot run as configured), e.g. to stop a launch script.')
   flags.DEFINE_string('json', None, 'Also write the plan to this JSON file.')
   flags.mark_flags_as_required(['config', 'target'])
 
 
-def main(argv: list[str]) -> None:
+def main(argv: list[str]) -> int:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   aot.prepare_process()
   f = flags.FLAGS
-  targets = [accelerators.target(name) for name in f.target]
+  targets = [accelerators.target(name, f.memory_fraction) for name in f.target]
   unknown = sorted(set(f.programs) - set(PROGRAMS))
   if unknown or not f.programs:
     raise cli.UserError(f'--programs: {unknown or "none"}: programs are {", ".join(PROGRAMS)}.')
@@ -217,10 +243,19 @@ def main(argv: list[str]) -> None:
   config = f.config
   model_lib.ESTRNN.from_config(config.model.to_dict(), source='config.model')   # a bad model field fails here
   print(f'Plan for {config_flags.get_config_filename(f["config"])}: {describe_config(config)}', flush=True)
-  records = [plan_target(config, target, options) for target in targets]
+  try:
+    records = [plan_target(config, target, options) for target in targets]
+  except aot.TargetUnavailableError as e:
+    raise cli.UserError(str(e)) from e
   if f.json:
     atomic.write_json(f.json, {'config': config.to_dict(), 'mfu': f.mfu, 'targets': records})
     print(f'Wrote {f.json}')
+  misfits = [r['target'] for r in records if not r['fits']]
+  if misfits:
+    print(f'Does not fit (or cannot run as configured) on: {", ".join(misfits)}.', flush=True)
+    if f.must_fit:
+      return EXIT_DOES_NOT_FIT
+  return 0
 
 
 def describe_config(config) -> str:

@@ -98,8 +98,9 @@ def train_mesh(target: accelerators.Target) -> jax.sharding.Mesh:
   return sharding.make_mesh(aot.target_devices(target))
 
 
-def train_program(config: ml_collections.ConfigDict, target: accelerators.Target) -> Program:
-  """Compiles the train step of `config` for `target`: every chip of every host in one `data` mesh.
+def lower_train(config: ml_collections.ConfigDict, target: accelerators.Target) -> jax.stages.Lowered:
+  """The train step of `config` lowered for `target`: every chip of every host in one `data` mesh, the state and
+  the global batch as placed shapes (`train.abstract_train_state`, `train.abstract_batch`).
 
   Raises ValueError when the batch does not split over the chips (or into `grad_accum_steps`).
   """
@@ -111,7 +112,12 @@ def train_program(config: ml_collections.ConfigDict, target: accelerators.Target
   tx = train.create_optimizer(config, train.create_learning_rate_schedule(config))
   state, state_sharding = train.abstract_train_state(model, tx, mesh)
   step = train.make_sharded_train_step(config, model, mesh, state_sharding)
-  memory = aot.compile_program(step.lower(state, train.abstract_batch(config, mesh)))
+  return step.lower(state, train.abstract_batch(config, mesh))
+
+
+def train_program(config: ml_collections.ConfigDict, target: accelerators.Target) -> Program:
+  """Compiles the train step of `config` for `target` (`lower_train`)."""
+  memory = aot.compile_program(lower_train(config, target))
   b, t, crop = config.batch_size, config.dataset.window_frames, config.dataset.crop_size
   shapes = (f'batch {b} ({b // target.chips} per chip, {b // target.hosts} per host) x {t} frames x {crop}x{crop}, '
             f'{config.model.dtype}, remat {"on" if config.model.remat else "off"}, grad_accum_steps '
@@ -227,12 +233,32 @@ class Fix:
   tried: list[tuple[dict[str, Any], Program | str]]
 
 
+def train_problem(config: ml_collections.ConfigDict, target: accelerators.Target) -> str | None:
+  """Why the train step of `config` cannot run on `target` as configured (a batch that does not split over its
+  chips, or into `grad_accum_steps`), else None."""
+  unit = target.chips * max(config.grad_accum_steps, 1)
+  if config.grad_accum_steps < 1 or config.batch_size % unit:
+    return (f'batch_size={config.batch_size} does not split over the {target.chips} chips'
+            + (f' x grad_accum_steps={config.grad_accum_steps}' if config.grad_accum_steps != 1 else '')
+            + f' (it must be a multiple of {unit})')
+  return None
+
+
 def find_fix(config: ml_collections.ConfigDict, target: accelerators.Target, *,
              compile_train: Callable[..., Program] = train_program) -> Fix:
-  """The first of `fix_candidates` whose train step, compiled for `target`, fits; each candidate is compiled."""
+  """The first change (`fix_candidates`) whose train step, compiled for `target`, fits; each one is compiled.
+
+  A batch that does not split over the chips is first rounded up to the next multiple that does (a different
+  recipe, so the fix says so by naming `batch_size`); the candidates then apply to that batch.
+  """
+  base: dict[str, Any] = {}
+  if train_problem(config, target) is not None:
+    unit = target.chips * max(config.grad_accum_steps, 1)
+    base = {'batch_size': -(-config.batch_size // unit) * unit}
+  start = with_overrides(config, base)
   tried, seen = [], set()
-  for candidate in fix_candidates(config, target.chips):
-    overrides = {k: v for k, v in candidate.items() if _get(config, k) != v}
+  for candidate in ([{}] if base else []) + list(fix_candidates(start, target.chips)):
+    overrides = {k: v for k, v in {**base, **candidate}.items() if _get(config, k) != v}
     if not overrides or repr(overrides) in seen:
       continue
     seen.add(repr(overrides))
@@ -256,20 +282,25 @@ class MaxBatch:
   program: Program | None
   above: Program | None
   compiles: int
+  bytes_by_batch: dict[int, int] = dataclasses.field(default_factory=dict)   # every batch compiled: total bytes
 
 
 def max_batch(config: ml_collections.ConfigDict, target: accelerators.Target, *, limit_per_chip: int = 4096,
-              compile_train: Callable[..., Program] = train_program) -> MaxBatch:
+              compile_train: Callable[..., Program] = train_program, known: Program | None = None) -> MaxBatch:
   """The largest global batch that fits, found by compiling.
 
   Memory per chip grows about linearly with the batch, so the search is a secant search kept inside a bracket:
   two compiles predict the boundary, each prediction is compiled, and it ends when a batch that fits sits next
   to one that does not (typically 3-5 compiles). Batches step by chips x `grad_accum_steps` ("units").
+  `known`: the train step of `config` already compiled for `target`, reused when its batch is a whole number of
+  units.
   """
   unit = target.chips * config.grad_accum_steps
   budget = target.budget_bytes
   limit = max(limit_per_chip // config.grad_accum_steps, 1)
   compiled: dict[int, Program] = {}
+  if known is not None and config.batch_size % unit == 0:
+    compiled[config.batch_size // unit] = known
 
   def total(units: int) -> int:
     if units not in compiled:
@@ -278,7 +309,8 @@ def max_batch(config: ml_collections.ConfigDict, target: accelerators.Target, *,
     return compiled[units].memory.total
 
   def result(fit: int, above: int | None) -> MaxBatch:
-    return MaxBatch(fit * unit, compiled.get(fit), compiled.get(above) if above else None, len(compiled))
+    return MaxBatch(fit * unit, compiled.get(fit), compiled.get(above) if above else None, len(compiled),
+                    {u * unit: p.memory.total for u, p in sorted(compiled.items())})
 
   if total(1) > budget:
     return result(0, 1)

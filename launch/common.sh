@@ -137,3 +137,46 @@ ssh_all_workers() {
   location_flags
   run gcloud compute tpus tpu-vm ssh "${NAME}" "${LOCATION_FLAGS[@]}" --worker=all "--command=$1"
 }
+
+# Sets ACCELERATOR_TYPE to TPU VM $NAME's accelerator type (e.g. v5litepod-8), asked from gcloud. In dry-run
+# mode prints the query and assumes ${DRY_RUN_ACCELERATOR:-v5litepod-8}.
+accelerator_type() {
+  location_flags
+  local cmd=(gcloud compute tpus tpu-vm describe "${NAME}" "${LOCATION_FLAGS[@]}" '--format=value(acceleratorType)')
+  if is_dry_run; then
+    echo "+ $(quote_cmd "${cmd[@]}")"
+    ACCELERATOR_TYPE="${DRY_RUN_ACCELERATOR:-v5litepod-8}"
+    log "dry run: assuming accelerator type ${ACCELERATOR_TYPE}"
+    return 0
+  fi
+  ACCELERATOR_TYPE="$("${cmd[@]}")" || die "could not ask gcloud for the accelerator type of ${NAME} (pass --accelerator)"
+  [[ -n ${ACCELERATOR_TYPE} ]] || die "gcloud reported no accelerator type for ${NAME} (pass --accelerator)"
+}
+
+# Plans a run before starting it: python -m estrnn_jax.plan --config $1 --target <$2, else asked from gcloud>
+# --programs=train,eval --must_fit, with the --config.* overrides among the remaining arguments (those of
+# estrnn_jax.main). Stops the script (exit 1) when the run does not fit or cannot be planned. Runs
+# `${PYTHON:-python3}` in this checkout; in dry-run mode prints the command instead.
+plan_run() {
+  local config=$1 arg
+  ACCELERATOR_TYPE=$2
+  shift 2
+  [[ -n ${ACCELERATOR_TYPE} ]] || accelerator_type
+  local cmd=("${PYTHON:-python3}" -m estrnn_jax.plan "--config=${config}" "--target=${ACCELERATOR_TYPE}"
+             --programs=train,eval --must_fit)
+  for arg in "$@"; do
+    if [[ ${arg} == --config.* ]]; then cmd+=("${arg}"); fi
+  done
+  if is_dry_run; then
+    echo "+ $(quote_cmd "${cmd[@]}")"
+    return 0
+  fi
+  log "planning the run for ${ACCELERATOR_TYPE}: $(quote_cmd "${cmd[@]}")"
+  local status=0
+  (cd "${REPO_ROOT}" && "${cmd[@]}") || status=$?
+  case ${status} in
+    0) log "plan: the run fits on ${ACCELERATOR_TYPE}" ;;
+    3) die "plan: the run does not fit on ${ACCELERATOR_TYPE}; nothing was started (see the plan's fix above)" ;;
+    *) die "plan: could not plan the run for ${ACCELERATOR_TYPE} (exit status ${status}); nothing was started" ;;
+  esac
+}

@@ -2,7 +2,8 @@
 # Starts (or stops) training on every worker of a TPU VM / pod slice:
 #   python -m estrnn_jax.main --config CONFIG --workdir gs://... [MAIN_ARGS], with TFDS_DATA_DIR set.
 # Rerunning while the job runs is a no-op; rerunning after a preemption (on a fresh VM) resumes from the
-# latest checkpoint in --workdir.
+# latest checkpoint in --workdir. With --plan it first compiles the run's programs for the slice's accelerator
+# type on this machine (python -m estrnn_jax.plan) and starts nothing if they do not fit.
 #
 #   bash launch/tpu_run.sh --name estrnn-v4 --zone us-central2-b --config configs/bsd_2ms16ms.py \
 #     --workdir gs://BUCKET/estrnn/bsd_2ms16ms --data_dir gs://BUCKET/tfds -- --config.batch_size=64
@@ -13,7 +14,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 usage() {
   cat <<'EOF'
 Usage: bash launch/tpu_run.sh --name NAME --zone ZONE [--project PROJECT] --config FILE --workdir gs://...
-                              [--data_dir gs://...] [--restart] [--dry-run] [-- MAIN_ARGS...]
+                              [--data_dir gs://...] [--plan [--accelerator TYPE]] [--restart] [--dry-run]
+                              [-- MAIN_ARGS...]
        bash launch/tpu_run.sh --name NAME --zone ZONE [--project PROJECT] (--stop | --status) [--dry-run]
 
 Runs `python -m estrnn_jax.main --config FILE --workdir DIR MAIN_ARGS...` detached on every worker
@@ -24,6 +26,11 @@ Runs `python -m estrnn_jax.main --config FILE --workdir DIR MAIN_ARGS...` detach
   --workdir DIR               checkpoints and TensorBoard logs; must be on GCS (gs://...), shared by all
                               workers and surviving preemption (--allow_local_workdir to override)
   --data_dir DIR              TFDS data directory (sets TFDS_DATA_DIR), e.g. gs://BUCKET/tfds
+  --plan                      first plan the run here: compile its train and evaluation steps for the slice's
+                              accelerator type (python -m estrnn_jax.plan --must_fit, with MAIN_ARGS'
+                              --config.* overrides; needs the compilers of requirements-plan.txt) and stop,
+                              printing the overrides that would fit, if they do not fit
+  --accelerator TYPE          the slice's accelerator type for --plan (default: asked from gcloud)
   --restart                   stop a running job first, then start (it resumes from --workdir)
   --stop                      stop the job on every worker
   --status                    show whether the job runs on each worker and the end of its log
@@ -37,6 +44,8 @@ WORKDIR=""
 DATA_DIR=""
 ACTION=start
 RESTART=0
+PLAN=0
+ACCELERATOR=""
 ALLOW_LOCAL_WORKDIR=0
 MAIN_ARGS=()
 while (($#)); do
@@ -48,6 +57,8 @@ while (($#)); do
     --workdir) need_value "$@"; WORKDIR=$2; shift 2 ;;
     --data_dir | --data-dir) need_value "$@"; DATA_DIR=$2; shift 2 ;;
     --restart) RESTART=1; shift ;;
+    --plan) PLAN=1; shift ;;
+    --accelerator) need_value "$@"; ACCELERATOR=$2; shift 2 ;;
     --stop) ACTION=stop; shift ;;
     --status) ACTION=status; shift ;;
     --allow_local_workdir) ALLOW_LOCAL_WORKDIR=1; shift ;;
@@ -73,6 +84,10 @@ if [[ ! -f ${REPO_ROOT}/${CONFIG%%:*} ]]; then
 fi
 [[ -n ${DATA_DIR} ]] || log "no --data_dir: the workers use TFDS's default data directory (fine for" \
   "the built-in synthetic data)"
+
+if ((PLAN)); then
+  plan_run "${CONFIG}" "${ACCELERATOR}" "${MAIN_ARGS[@]+"${MAIN_ARGS[@]}"}"
+fi
 
 remote="${REMOTE} start --config $(shell_quote "${CONFIG}") --workdir $(shell_quote "${WORKDIR}")"
 [[ -n ${DATA_DIR} ]] && remote+=" --data_dir $(shell_quote "${DATA_DIR}")"

@@ -261,6 +261,42 @@ def test_run_restart_dry_run(env):
                                   '--workdir gs://b/w --restart')
 
 
+def test_run_with_plan_dry_run_plans_the_slice_first(env):
+  """--plan: the slice's accelerator type from gcloud, the plan with main's --config overrides, then the start."""
+  describe, plan, ssh = _dry_run('tpu_run.sh', *TPU, '--config', 'configs/bsd.py:2ms16ms', '--workdir', 'gs://b/w',
+                                 '--plan', '--', '--config.batch_size=64', '--config.model.remat=True', env=env)
+  assert describe == ['gcloud', 'compute', 'tpus', 'tpu-vm', 'describe', 'estrnn-v4', '--zone=us-central2-b',
+                      '--project=my-proj', '--format=value(acceleratorType)']
+  assert plan == ['python3', '-m', 'estrnn_jax.plan', '--config=configs/bsd.py:2ms16ms', '--target=v5litepod-8',
+                  '--programs=train,eval', '--must_fit', '--config.batch_size=64', '--config.model.remat=True']
+  assert ssh[4] == 'ssh'
+  plan, _ = _dry_run('tpu_run.sh', *TPU, '--config', 'c.py', '--workdir', 'gs://b/w', '--plan', '--accelerator',
+                     'v4-32', env=env)
+  assert plan[4] == '--target=v4-32'
+
+
+@pytest.mark.parametrize('plan_status, started', [(0, True), (3, False), (1, False)])
+def test_run_with_plan_starts_only_what_fits(env, tmp_path, plan_status, started):
+  """Not a dry run: a stand-in plan command exits 0 (fits), 3 (does not fit) or 1 (cannot plan); only the
+  first reaches the workers (gcloud ssh)."""
+  calls = tmp_path / 'calls'
+  gcloud = pathlib.Path(env['PATH'].split(':')[0]) / 'gcloud'
+  gcloud.write_text(f'#!/bin/sh\necho "gcloud $*" >> {calls}\n')
+  fake_python = tmp_path / 'python3'
+  fake_python.write_text(f'#!/bin/sh\necho "python $*" >> {calls}\nexit {plan_status}\n')
+  fake_python.chmod(0o755)
+  result = _bash('tpu_run.sh', *TPU, '--config', 'c.py', '--workdir', 'gs://b/w', '--plan', '--accelerator',
+                 'v5litepod-16', '--', '--config.batch_size=64', env={**env, 'PYTHON': str(fake_python)},
+                 check_rc=0 if started else 1)
+  lines = calls.read_text().splitlines()
+  assert lines[0] == ('python -m estrnn_jax.plan --config=c.py --target=v5litepod-16 --programs=train,eval '
+                      '--must_fit --config.batch_size=64')
+  assert any(' ssh ' in line for line in lines[1:]) == started
+  if not started:
+    message = 'does not fit on v5litepod-16' if plan_status == 3 else 'could not plan the run'
+    assert message in result.stderr and 'nothing was started' in result.stderr
+
+
 @pytest.mark.parametrize('flag,remote', [('--stop', 'stop'), ('--status', 'status')])
 def test_stop_and_status_dry_run(env, flag, remote):
   (ssh,) = _dry_run('tpu_run.sh', *TPU, flag, env=env)
