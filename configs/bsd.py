@@ -20,7 +20,9 @@ Epochs -> steps: BSD's train split has 60 sequences x 100 frames. With 8-frame w
 60 x (100 - 8 + 1) = 5580 samples = 697 steps of batch 8 (the reference drops the last partial batch), so 500
 epochs = 348,500 steps; the cosine holds its value for each block of 697 steps.
 
-Hardware: sized for a TPU v4-8 / v5e-8 or one modern GPU (B15C80: ~2.5 M parameters, ~11 TFLOPs per step).
+Hardware (compiled for each with `python -m estrnn_jax.plan`; README "Will it fit?"): batch 8 splits over 1, 2,
+4 or 8 chips. B15C80 (2.5 M parameters, 4.3 TFLOP per step of forward + backward) needs 19.0 GiB on one H100 or
+H200, 2.4 GiB per GPU on 8, and 3.9 GiB per chip of a v5litepod-8's 16 GiB.
 Expect days, not hours, for the full 500 epochs, as the reference (which trained on GPUs).
 
 Expected result (paper Table 7, ESTRNN B15C80, reference protocol on the test split): 1ms8ms 33.36 dB / 0.937,

@@ -19,7 +19,10 @@ Epochs -> steps: the train split has 61 sequences, 5708 frames. With 8-frame win
 5708 - 7 x 61 = 5281 samples = ceil(5281 / 4) = 1321 steps, so 500 epochs = 660,500 steps and the
 milestones are steps 264,200 and 528,400.
 
-Hardware: sized for a TPU v4-8 / v5e-8 or one modern GPU.
+Hardware (compiled for each with `python -m estrnn_jax.plan`; README "Will it fit?"): the paper's batch 4 splits
+over 1, 2 or 4 chips: one GPU, a TPU v4-8 (4 chips) or a v5litepod-4, at the memory of 4 windows (B15C80: one
+window of 8x256^2 needs 2.4 GiB on an H100). It cannot split over 8 chips (a v5litepod-8, 8 GPUs): there, plan
+prints `--config.batch_size=8`, which changes the recipe (scale the learning rate if you accept that).
 
 Expected result (reference protocol on the test split, paper Table 8): B15C80 trained on DVD 30.68 dB / 0.897;
 the blurry input scores 27.23 / 0.813.

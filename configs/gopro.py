@@ -16,7 +16,10 @@ Epochs -> steps: the train split has 22 sequences, 2103 frames. With 8-frame win
 2103 - 7 x 22 = 1949 samples = ceil(1949 / 4) = 488 steps (the reference keeps the last partial batch), so 500
 epochs = 244,000 steps and the milestones are steps 97,600 and 195,200.
 
-Hardware: sized for a TPU v4-8 / v5e-8 or one modern GPU.
+Hardware (compiled for each with `python -m estrnn_jax.plan`; README "Will it fit?"): the paper's batch 4 splits
+over 1, 2 or 4 chips: one GPU, a TPU v4-8 (4 chips) or a v5litepod-4, at the memory of 4 windows (B15C80: one
+window of 8x256^2 needs 2.4 GiB on an H100). It cannot split over 8 chips (a v5litepod-8, 8 GPUs): there, plan
+prints `--config.batch_size=8`, which changes the recipe (scale the learning rate if you accept that).
 
 Expected result (reference protocol on the test split): B15C80 31.27 dB / 0.903 (paper Tables 3 and 8);
 B9C60 30.12 dB / 0.8837 (Table 2). The blurry input scores 25.47 / 0.785 (Table 8).

@@ -18,8 +18,10 @@ Training sequences: the paper trained "only on first-half training sequences of 
 Epochs -> steps: 120 sequences x 100 frames. With 8-frame windows an epoch has 120 x 93 = 11,160 samples =
 2790 steps of batch 4, so 500 epochs = 1,395,000 steps and the milestones are steps 558,000 and 1,116,000.
 
-Hardware: sized for a TPU v4-32 / v5e-32 slice or 8 GPUs (at batch 4 one step is small: scale `batch_size` up,
-and the learning rate with it, if you trade faithfulness for speed).
+Hardware (compiled for each with `python -m estrnn_jax.plan`; README "Will it fit?"): the paper's batch 4 splits
+over 1, 2 or 4 chips: one GPU, a TPU v4-8 (4 chips) or a v5litepod-4, at the memory of 4 windows (B15C80: one
+window of 8x256^2 needs 2.4 GiB on an H100). It cannot split over 8 chips (a v5litepod-8, 8 GPUs): there, plan
+prints `--config.batch_size=8`, which changes the recipe (scale the learning rate if you accept that).
 
 Expected result (reference protocol on the validation split): B15C80 32.82 dB / 0.915 (paper Table 8);
 B9C60 31.64 dB / 0.8930 (Table 2). The blurry input scores 26.28 / 0.769 (Table 8).
