@@ -6,8 +6,12 @@ import numpy as np
 import pytest
 
 from estrnn_jax import checkpoints
+from estrnn_jax import export
+from estrnn_jax import export_formats
+from estrnn_jax import export_functions
 from estrnn_jax import model as model_lib
 from estrnn_jax import official_weights
+from estrnn_jax import profile
 
 GOLDEN = 'estrnn_raw_C4B2_n2T7H32W48.npz'
 
@@ -42,6 +46,15 @@ def test_parameter_count_is_the_official_one(n_features, n_blocks, expected):
   assert official_raw_parameters(n_features, n_blocks) == expected
   params = model_lib.abstract_params(model_lib.ESTRNN(n_features=n_features, n_blocks=n_blocks, input='raw'))
   assert sum(x.size for x in jax.tree.leaves(params)) == expected
+
+
+@pytest.mark.parametrize('n_features, n_blocks, official_thop', [(4, 2, 2_590_182_464), (16, 15, 68_613_684_224)])
+def test_cost_is_what_thop_reports_for_the_official_module(n_features, n_blocks, official_thop):
+  # `official_thop`: thop 0.1.1's MACs of `model/ESTRNN-RAW.py`'s profile_forward (its `cost_profile`), one 480x640
+  # frame, run on the official module (outside the project). Ours counts every conv, linear and transposed conv
+  # (thop's convention: a transposed conv over its output pixels), and thop's 4 per element for the CBAM BatchNorm.
+  thop, _, _ = profile.layer_macs(model_lib.ESTRNN(n_features=n_features, n_blocks=n_blocks, input='raw'), 480, 640)
+  assert thop == official_thop
 
 
 def _golden(testdata):
@@ -106,3 +119,17 @@ def test_bad_configurations_are_refused():
   variables = {'params': model_lib.init_params(model)}
   with pytest.raises(ValueError, match=r"input='raw'\) expects frames of shape \(N, T, H, W, 1\)"):
     model.apply(variables, np.zeros((1, 5, 8, 8, 3), np.float32))
+
+
+def test_onnx_stream_export_reproduces_the_official_outputs(testdata, tmp_path):
+  meta = export.export(str(testdata / 'fake_ckpt_raw_C4B2.pth.tar'), 'onnx', 32, 48, str(tmp_path / 'onnx'),
+                       mode='stream', log=lambda _: None)
+  assert meta['colour_order'] == 'RAW Bayer mosaic (1 channel)'
+  assert meta['inputs'][0]['shape'] == [1, 32, 48, 1] and meta['outputs'][0]['shape'] == [1, 32, 48, 1]
+  model, variables = checkpoints.restore_model(testdata / 'fake_ckpt_raw_C4B2.pth.tar')
+  fn = export_functions.stream_function(model, variables, 32, 48)
+  runner = export_formats.load_onnx(str(tmp_path / 'onnx' / meta['artifact']), fn)
+  data, _ = _golden(testdata)
+  for clip, want in zip(data['input'].transpose(0, 1, 3, 4, 2), data['output'].transpose(0, 1, 3, 4, 2)):
+    got = export_functions.run_stream(runner, fn, clip, future=2)
+    np.testing.assert_allclose(got[2:5], want, atol=1e-4, rtol=0)   # frames with full windows: the clip outputs
