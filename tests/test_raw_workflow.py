@@ -142,6 +142,29 @@ def test_isp_protocol_is_the_official_test_isp(trained, tmp_path):
   assert saved.shape == (HEIGHT, WIDTH, 3) and saved.dtype == np.uint8
 
 
+def test_full_protocol_scores_every_frame_in_raw_space(trained, tmp_path):
+  root, config, frames = trained
+  summary = evaluate.run(config, str(root / 'run'), protocol='full', output_dir=str(tmp_path / 'eval'))
+  sequence = json.loads((tmp_path / 'eval' / 'results.json').read_text())['sequences'][0]
+  assert sequence['frame_index'] == list(range(FRAMES)) and summary['frames'] == FRAMES
+  blur, sharp = frames['test/000/Blur/RAW'], frames['test/000/Sharp/RAW']
+  # The blurry input against the sharp frames, 16 bits: numpy PSNR and scikit-image SSIM, data range 65535.
+  np.testing.assert_allclose(sequence['frame_blur_psnr'], [_raw_psnr(b, s) for b, s in zip(blur, sharp)], rtol=1e-5)
+  np.testing.assert_allclose(sequence['frame_blur_ssim'], [
+      structural_similarity(s, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=65535)
+      for b, s in zip(blur, sharp)], atol=1e-5)
+  # Frames with a full window are the model's outputs, truncated to uint16 (config.eval.rounding of the BSD recipe).
+  model, variables = checkpoints.restore_model(root / 'run')
+  out = np.asarray(model.apply(variables, blur[None, ..., None].astype(np.float32) / 65535 - 0.5))[0, ..., 0]
+  out = np.clip(out * 65535 + 32767.5, 0, 65535).astype(np.uint16)
+  np.testing.assert_allclose(sequence['frame_psnr'][2:5], [_raw_psnr(o, sharp[2 + k]) for k, o in enumerate(out)],
+                             rtol=1e-3)
+
+
+def _raw_psnr(a: np.ndarray, b: np.ndarray) -> float:
+  return -10 * np.log10(np.mean(((a.astype(np.float64) - b) / 65535) ** 2))
+
+
 def test_deblur_writes_raw_tiffs_equal_to_the_model(trained, tmp_path):
   root, _, frames = trained
   source = root / 'manual' / 'BSD_2ms16ms' / 'test' / '000' / 'Blur' / 'RAW'
