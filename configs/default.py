@@ -68,6 +68,9 @@ def get_config() -> ml_collections.ConfigDict:
   # future_frames = 0). Presets for the table's rows: configs/ablation.py.
   config.model.cell = 'rdb'
   config.model.fusion = 'gsa'
+  # The frames: 'rgb' (8-bit RGB, the paper's model) or 'raw' (the official ESTRNN-RAW on 16-bit single-channel
+  # Bayer frames, e.g. `bsd/2ms16ms_raw`; configs/bsd.py:2ms16ms_raw).
+  config.model.input = 'rgb'
 
   config.dataset = ml_collections.ConfigDict()
   # TFDS name '<builder>/<config>'. A 'synthetic_blur/...' dataset missing from `data_dir` is built on first use.
@@ -86,6 +89,11 @@ def get_config() -> ml_collections.ConfigDict:
   # grain worker processes per host for training data (0: read in the training process; -1: sized for the host,
   # none on <= 4 cores, where workers would compete with XLA's threads; see input_pipeline.resolve_num_workers).
   config.dataset.num_workers = -1
+  # Gaussian noise added to the blurry training frames only (never to the targets), standard deviation in 8-bit
+  # levels (16-bit RAW frames: 257x that), drawn afresh for every window from the pipeline's seed (so a resumed run
+  # sees the same noise), rounded and clipped to the frames' range. 0: none. The paper's Fig. 15 study (DVD with
+  # noise): configs/dvd.py:noise<sigma>.
+  config.dataset.noise_std = 0.0
 
   # Loss: 'charbonnier_color' (the reference's default, and BSD's), 'charbonnier' or 'mse' (GOPRO's and REDS's;
   # it optimises PSNR directly and learned faster here).
@@ -132,6 +140,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval.rounding = 'round'
   # Frames shown as blurry | ours | sharp strips in TensorBoard at each evaluation.
   config.eval.num_image_strips = 3
+  # RAW datasets only: the RGB dataset of the same release whose frames `evaluate --protocol raw_isp` scores the
+  # ISP's output against (e.g. 'bsd/2ms16ms' for 'bsd/2ms16ms_raw'). None: not a RAW config.
+  config.eval.isp_rgb_dataset = config_dict.placeholder(str)
 
   # Log training scalars (loss, learning rate, gradient/parameter norms; means over the interval) every this
   # many steps.

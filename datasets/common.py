@@ -35,6 +35,7 @@ from tensorflow_datasets.core import file_adapters
 import tqdm
 
 from estrnn_jax import frame_storage
+from estrnn_jax import raw_frames
 from estrnn_jax import records
 from estrnn_jax import video_io
 
@@ -42,6 +43,8 @@ from estrnn_jax import video_io
 
 # Frame file names: `<number>.png` (the releases' own naming); group 1 is the frame number.
 PNG_FRAME_NAME = re.compile(r'(\d+)\.png')
+# RAW (Bayer) frame file names: `<number>.tiff` (BSD's full release).
+TIFF_FRAME_NAME = re.compile(r'(\d+)\.tiff')
 _PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 _JPEG_SIGNATURE = b'\xff\xd8\xff'
 _PNG_COLOR_TYPE_RGB = 2
@@ -280,10 +283,34 @@ class StoredPair:
     return f'{self.width}x{self.height}'
 
 
+def _read_mosaic_pair(blur_path: epath.Path, sharp_path: epath.Path, sequence: str, frame_format: str
+                      ) -> StoredPair:
+  """Reads a blurry/sharp pair of 16-bit RAW (Bayer) TIFFs bit for bit, checks they have one size, and stores
+  both in `frame_format` ('raw16')."""
+  frames = []
+  for path in (blur_path, sharp_path):
+    try:
+      frames.append(raw_frames.read_tiff(path))
+    except raw_frames.RawFrameError as e:
+      raise InvalidDatasetError(str(e)) from None
+  (height, width), sharp_size = frames[0].shape, frames[1].shape
+  if sharp_size != (height, width):
+    raise InvalidDatasetError(f'Sequence {sequence}: {blur_path} is {width}x{height} but {sharp_path} is '
+                              f'{sharp_size[1]}x{sharp_size[0]}; a blurry frame and its sharp frame must have the '
+                              'same size.')
+  blur, sharp = (frame_storage.encode(frame, frame_format) for frame in frames)
+  return StoredPair(blur_path, blur, sharp, height, width)
+
+
 def _read_pair(blur_path: epath.Path, sharp_path: epath.Path, sequence: str,
                transform: PixelTransform | None, frame_format: str) -> StoredPair:
   """Reads a blurry/sharp pair, checks they have one size, applies `transform` to both if given, and
-  stores both in `frame_format` (a release's 8-bit RGB PNGs are kept byte for byte as 'png')."""
+  stores both in `frame_format` (a release's 8-bit RGB PNGs are kept byte for byte as 'png'; RAW TIFFs for a
+  mosaic format, `_read_mosaic_pair`)."""
+  if frame_format in frame_storage.MOSAIC_FORMATS:
+    if transform is not None:
+      raise ValueError('RAW (Bayer) frames take no pixel transform.')
+    return _read_mosaic_pair(blur_path, sharp_path, sequence, frame_format)
   need_pixels = transform is not None or frame_format != 'png'
   blur = read_frame(blur_path, with_pixels=need_pixels)
   sharp = read_frame(sharp_path, with_pixels=need_pixels)
@@ -339,7 +366,8 @@ def generate_frame_records(sequences: Sequence[FrameSequence], *, description: s
                            ) -> Iterator[tuple[int, dict[str, Any]]]:
   """Yields (key, example) for every frame of `sequences`, in (sequence, frame) order, with a progress bar.
 
-  Checks every frame (readable PNG or JPEG, 8-bit, opaque), that a blurry frame and its sharp frame have the same
+  Checks every frame (readable PNG or JPEG, 8-bit, opaque; for a mosaic `frame_format`, a 16-bit single-channel
+  TIFF), that a blurry frame and its sharp frame have the same
   size and that the size does not change inside a sequence; raises `InvalidDatasetError` naming the file.
   `transform` (uint8 (H, W, 3) -> uint8 (h, w, 3)) is applied to both images of every pair; frames are
   stored in `frame_format` (see `estrnn_jax.frame_storage`).
@@ -394,8 +422,8 @@ class _UncompressedArrayRecordAdapter(file_adapters.ArrayRecordFileAdapter):
 class FrameDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """Base of every frame-pair builder: the frame format option and its record in the metadata.
 
-  `frame_format` ('raw' or 'png', see `estrnn_jax.frame_storage`; None: the default, 'raw') is how a new
-  build stores its frames. A prepared dataset's own format is `stored_frame_format()`, read from its
+  `frame_format` ('raw' or 'png' for RGB frames, 'raw16' for RAW ones, see `estrnn_jax.frame_storage`; None: the
+  default for the dataset's kind, `holds_raw_frames()`) is how a new build stores its frames. A prepared dataset's own format is `stored_frame_format()`, read from its
   metadata, whatever the builder was constructed with. ArrayRecord files are written uncompressed
   (`ARRAY_RECORD_OPTIONS`).
   """
@@ -403,6 +431,14 @@ class FrameDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
   def __init__(self, *, frame_format: str | None = None, **kwargs):
     self.frame_format = frame_storage.check_format(frame_format or frame_storage.DEFAULT_FORMAT)
     super().__init__(**kwargs)
+    config = f'/{self.builder_config.name}' if self.builder_config else ''
+    self.frame_format = frame_storage.check_pixels(frame_format, mosaic=self.holds_raw_frames(),
+                                                   what=f'{self.name}{config}')
+
+  def holds_raw_frames(self) -> bool:
+    """Whether this dataset (config) holds 16-bit RAW (Bayer) frames (`frame_storage.MOSAIC_FORMATS`) rather
+    than 8-bit RGB ones."""
+    return False
 
   def download_and_prepare(self, *args, **kwargs):  # pylint: disable=arguments-differ
     array_record = tfds.core.FileFormat.ARRAY_RECORD

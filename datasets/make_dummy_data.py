@@ -4,7 +4,9 @@
 
 Frames are 48x32 (W x H), smooth (so they compress to ~1 KB), distinct per file and deterministic. The
 layouts, frame counts and frame numbers are what the builder tests expect:
-  bsd    BSD_2ms16ms/{train: 000 (3 frames), 001 (4); valid: 000 (3); test: 000 (3)}, frames from 0
+  bsd    BSD_2ms16ms/{train: 000 (3 frames), 001 (4); valid: 000 (3); test: 000 (3)}, frames from 0, each as
+         {Blur,Sharp}/RGB/%08d.png and as a 16-bit RAW frame {Blur,Sharp}/RAW/%08d.tiff (`dummy_mosaic`: Blur
+         uncompressed, Sharp LZW-compressed as OpenCV writes them)
   gopro  GOPRO_Large/{train: GOPR0372_07_00 (3, from 47), GOPR0374_11_00 (4, from 1); test:
          GOPR0384_11_00 (3, from 98: 98, 99, 100)}, with blur, blur_gamma and sharp
   reds   {train/train_blur + train/train_sharp: 000 (3), 001 (3); val/val_blur + val/val_sharp: 000 (3)}
@@ -39,6 +41,23 @@ def dummy_frame(key: str, height: int = HEIGHT, width: int = WIDTH) -> np.ndarra
   return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
+def dummy_mosaic(key: str, height: int = HEIGHT, width: int = WIDTH) -> np.ndarray:
+  """A deterministic uint16 (height, width) RAW frame: `dummy_frame`'s RGGB Bayer samples scaled to 16 bits plus
+  a per-pixel offset of 0..256 (a fixed pattern), so that every bit of the 16 (both bytes, values above 32767) is exercised."""
+  rgb = dummy_frame(key, height, width).astype(np.uint32) * 257
+  rows, cols = np.indices((height, width))
+  channel = np.where(rows % 2 == 0, np.where(cols % 2 == 0, 0, 1), np.where(cols % 2 == 0, 1, 2))   # R G / G B
+  mosaic = np.take_along_axis(rgb, channel[..., None], axis=-1)[..., 0]
+  offset = (rows * 37 + cols * 11 + zlib.crc32(key.encode())) % 257   # a pattern: LZW compresses it
+  return np.minimum(mosaic + offset, 65535).astype(np.uint16)
+
+
+def _write_mosaic(path: pathlib.Path, key: str, compression: str | None) -> pathlib.Path:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  Image.fromarray(dummy_mosaic(key)).save(path, format='TIFF', compression=compression)
+  return path
+
+
 def _write(path: pathlib.Path, key: str) -> pathlib.Path:
   path.parent.mkdir(parents=True, exist_ok=True)
   if path.suffix == '.jpg':
@@ -51,9 +70,19 @@ def _write(path: pathlib.Path, key: str) -> pathlib.Path:
 def write_bsd(root: pathlib.Path) -> list[pathlib.Path]:
   layout = {'train': {'000': 3, '001': 4}, 'valid': {'000': 3}, 'test': {'000': 3}}
   release = root / 'BSD_2ms16ms'
-  return [_write(release / split / seq / kind / 'RGB' / f'{i:08d}.png', f'bsd/{split}/{seq}/{kind}/{i}')
-          for split, seqs in layout.items() for seq, n in seqs.items()
-          for kind in ('Blur', 'Sharp') for i in range(n)]
+  rgb = [_write(release / split / seq / kind / 'RGB' / f'{i:08d}.png', f'bsd/{split}/{seq}/{kind}/{i}')
+         for split, seqs in layout.items() for seq, n in seqs.items()
+         for kind in ('Blur', 'Sharp') for i in range(n)]
+  raw = [_write_mosaic(release / split / seq / kind / 'RAW' / f'{i:08d}.tiff', bsd_raw_key(split, seq, kind, i),
+                       None if kind == 'Blur' else 'tiff_lzw')
+         for split, seqs in layout.items() for seq, n in seqs.items()
+         for kind in ('Blur', 'Sharp') for i in range(n)]
+  return rgb + raw
+
+
+def bsd_raw_key(split: str, seq: str, kind: str, index: int) -> str:
+  """The `dummy_mosaic` key of a BSD dummy RAW frame (its builder test recomputes the pixels from it)."""
+  return f'bsd-raw/{split}/{seq}/{kind}/{index}'
 
 
 def write_gopro(root: pathlib.Path) -> list[pathlib.Path]:

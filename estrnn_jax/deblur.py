@@ -5,7 +5,8 @@ r"""Deblur a video file or a folder of frames with a trained or converted ESTRNN
   python -m estrnn_jax.deblur --checkpoint CKPT --input 'clips/*.mp4' --input extra.mov --output deblurred/
 
 CKPT is a training workdir, a converted checkpoint directory (`python -m estrnn_jax.convert`) or an official
-`.pth.tar` file (converted on the fly). The input is any video PyAV/FFmpeg decodes, or a folder of PNG/JPEG
+`.pth.tar` file (converted on the fly). A RAW model (ESTRNN-RAW, `configs/bsd.py:2ms16ms_raw`) takes a folder of
+16-bit RAW TIFF frames (as BSD's `Blur/RAW/`) and writes a folder of 16-bit RAW TIFFs. The input is any video PyAV/FFmpeg decodes, or a folder of PNG/JPEG
 frames sorted numerically. The output is a video when its name ends in .mp4/.mov/.mkv/.avi (H.264; the input's
 frame size, frame count, frame rate and display rotation are kept) and a folder of PNG frames otherwise (named
 as the input frames, or 00000000.png, ... for a video input). Every input frame gets an output frame; see
@@ -244,12 +245,14 @@ def _deblur_together(batch: list[tuple[Job, video_io.FrameReader]], model, varia
       if info.rotation and not all(video_io.is_video_path(p) for p in (job.output, job.compare) if p):
         logging.warning('%s has a display rotation of %d degrees; PNG frames are written as stored (unrotated).',
                         job.input, info.rotation)
-      writer = video_io.open_writer(job.output, info, crf=args.crf, overwrite=args.overwrite)
+      _check_frames_fit_model(job.input, reader, model)
+      raw = model.channels == 1
+      writer = video_io.open_writer(job.output, info, crf=args.crf, overwrite=args.overwrite, raw=raw)
       writers.append(writer)
       compare = None
       if job.compare:
         compare = video_io.open_writer(job.compare, info, width=2 * info.width, crf=args.crf,
-                                       overwrite=args.overwrite)
+                                       overwrite=args.overwrite, raw=raw)
         writers.append(compare)
       outputs.append((writer, compare))
 
@@ -290,6 +293,16 @@ def _deblur_together(batch: list[tuple[Job, video_io.FrameReader]], model, varia
       writer.abort()
     for reader in readers:
       reader.close()
+
+
+def _check_frames_fit_model(path: str, reader: video_io.FrameReader, model) -> None:
+  """RAW (Bayer) frames go to a RAW model only, and RGB ones to an RGB model; raises DeblurError otherwise."""
+  if (reader.channels == 1) != (model.channels == 1):
+    if model.channels == 1:
+      raise DeblurError(f'{path}: the checkpoint is a RAW model (ESTRNN-RAW); it deblurs a folder of 16-bit RAW '
+                        'TIFF frames (Bayer mosaics, as BSD\'s RAW folders), not RGB frames or videos.')
+    raise DeblurError(f'{path}: holds RAW (Bayer) TIFF frames, but the checkpoint is an RGB model; deblur them with '
+                      'a RAW model (ESTRNN input=\'raw\').')
 
 
 def _out_of_memory_message(args: argparse.Namespace, info: video_io.VideoInfo, jobs: list[Job],

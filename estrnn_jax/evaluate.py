@@ -5,7 +5,10 @@ r"""Scores a trained or converted ESTRNN on whole sequences of a split: PSNR/SSI
 
 `--checkpoint` is anything `checkpoints.restore_model` reads (a workdir, a step directory, a converted model,
 an official `.pth.tar`). `--protocol` is `reference` (the paper's numbers) or `full` (every frame); both are
-described in `estrnn_jax.evaluation`, which does the scoring.
+described in `estrnn_jax.evaluation`, which does the scoring. A RAW model on a RAW dataset
+(`configs/bsd.py:2ms16ms_raw`) is scored in RAW space by those, or in RGB through the official ISP with
+`--protocol raw_isp` (`estrnn_jax.raw_isp`; the RGB frames come from `config.eval.isp_rgb_dataset`, and the
+tables also carry the RAW-space scores).
 
 Outputs (in `--output_dir`, default `<checkpoint>/eval_<split>_<protocol>` for directories): `results.json`
 (summary, per-sequence and per-frame values), `sequences.csv` (one row per sequence) and, with `--save_frames`,
@@ -27,6 +30,7 @@ from estrnn_jax import checkpoints
 from estrnn_jax import cli
 from estrnn_jax import evaluation
 from estrnn_jax import input_pipeline
+from estrnn_jax import raw_isp
 from estrnn_jax import runtime
 
 
@@ -39,8 +43,9 @@ def define_flags() -> dict[str, flags.FlagHolder]:
       'which': flags.DEFINE_enum('which', 'latest', ['latest', 'best'], 'For a workdir: latest or best-PSNR step.'),
       'step': flags.DEFINE_integer('step', None, 'For a workdir: this step (overrides --which).'),
       'split': flags.DEFINE_string('split', None, 'Split to score (default: config.eval.test_split).'),
-      'protocol': flags.DEFINE_enum('protocol', None, list(evaluation.PROTOCOLS),
-                                    'Default: config.eval.protocol.'),
+      'protocol': flags.DEFINE_enum('protocol', None, [*evaluation.PROTOCOLS, raw_isp.PROTOCOL],
+                                    'Default: config.eval.protocol. raw_isp: a RAW model scored in RGB through '
+                                    'the official ISP (estrnn_jax.raw_isp).'),
       'rounding': flags.DEFINE_enum('rounding', None, ['round', 'truncate'], 'Default: config.eval.rounding.'),
       'chunk_frames': flags.DEFINE_integer('chunk_frames', None, 'Default: config.eval.chunk_frames.'),
       'max_sequences': flags.DEFINE_integer('max_sequences', 0, 'Score only the first N sequences (0: all).'),
@@ -67,6 +72,10 @@ def run(config, checkpoint: str, *, which: str = 'latest', step: int | None = No
     base = base if base.is_dir() else base.parent
     output_dir = base / f'eval_{config.dataset.name.replace("/", "_")}_{split}_{protocol}'
   output_dir = epath.Path(output_dir)
+  if protocol == raw_isp.PROTOCOL:
+    return _run_raw_isp(config, checkpoint, model, variables['params'], split=split, rounding=rounding,
+                        chunk_frames=chunk_frames, max_sequences=max_sequences, output_dir=output_dir,
+                        save_frames=save_frames)
   evaluator = evaluation.SequenceEvaluator(model, variables['params'], protocol=protocol,
                                            chunk_frames=chunk_frames, rounding=rounding, loss=config.loss)
   table = input_pipeline.list_sequences(dataset=config.dataset.name, data_dir=config.dataset.data_dir, split=split)
@@ -88,6 +97,32 @@ def run(config, checkpoint: str, *, which: str = 'latest', step: int | None = No
   logging.info('Overall (%d frames of %d sequences): PSNR %.3f dB (blurry %.3f), SSIM %.4f (blurry %.4f). '
                'Tables in %s', summary['frames'], summary['sequences'], summary['psnr'], summary['blur_psnr'],
                summary['ssim'], summary['blur_ssim'], output_dir)
+  return summary
+
+
+def _run_raw_isp(config, checkpoint: str, model, params, *, split: str, rounding: str, chunk_frames: int,
+                 max_sequences: int, output_dir: epath.Path, save_frames: bool) -> dict[str, Any]:
+  """`--protocol raw_isp`: scores in RGB through the official ISP; the tables carry the RAW-space scores too."""
+  rgb_dataset = config.eval.get('isp_rgb_dataset')
+  if model.input != 'raw' or not rgb_dataset:
+    raise cli.UserError(f'--protocol {raw_isp.PROTOCOL} scores a RAW model (ESTRNN input=\'raw\') on a RAW dataset '
+                        'against the RGB frames of config.eval.isp_rgb_dataset (e.g. configs/bsd.py:2ms16ms_raw); '
+                        f'got a model with input={model.input!r} and isp_rgb_dataset={rgb_dataset!r}.')
+  logging.info('Evaluating %s (%s protocol, %s rounding) on %s/%s against the RGB frames of %s.', checkpoint,
+               raw_isp.PROTOCOL, rounding, config.dataset.name, split, rgb_dataset)
+  results, raw_rows = raw_isp.run(model, params, raw_dataset=config.dataset.name, rgb_dataset=rgb_dataset,
+                                  data_dir=config.dataset.data_dir, split=split, chunk_frames=chunk_frames,
+                                  rounding=rounding, loss=config.loss, max_sequences=max_sequences or None,
+                                  frames_dir=output_dir / 'frames' if save_frames else None)
+  summary = {**evaluation.summarize(results), **raw_isp.raw_summary(raw_rows)}
+  info = {'checkpoint': str(checkpoint), 'dataset': config.dataset.name, 'rgb_dataset': rgb_dataset, 'split': split,
+          'protocol': raw_isp.PROTOCOL, 'rounding': rounding, 'chunk_frames': chunk_frames,
+          'model': model.to_config(), 'raw_space': {'summary': raw_isp.raw_summary(raw_rows), 'sequences': raw_rows}}
+  evaluation.write_tables(output_dir, results, info)
+  logging.info('Overall (%d frames of %d sequences): RGB through the ISP PSNR %.3f dB (blurry RGB %.3f), SSIM %.4f; '
+               'RAW space PSNR %.3f dB (blurry %.3f). Tables in %s', summary['frames'], summary['sequences'],
+               summary['psnr'], summary['blur_psnr'], summary['ssim'], summary['raw_psnr'],
+               summary['raw_blur_psnr'], output_dir)
   return summary
 
 

@@ -16,7 +16,10 @@
 
 Scores (as the reference): model outputs are turned into uint8 (`rounding`: 'truncate' is the reference test
 script's `astype(np.uint8)`, 'round' is `images.to_uint8`), PSNR and SSIM are computed per frame on the full
-frame (`estrnn_jax.metrics`), and the overall score is the mean over every scored frame of every sequence. The
+frame (`estrnn_jax.metrics`), and the overall score is the mean over every scored frame of every sequence.
+Sequences of uint16 RAW frames (T, H, W, 1) (an `ESTRNN(input='raw')`) are scored the same way in RAW space:
+outputs to uint16, PSNR and SSIM with a data range of 65535, as the official RAW test script
+(`estrnn_jax.raw_isp` scores them in RGB through an ISP instead). The
 blurry input's scores are reported alongside. Frame sizes that are not multiples of 4 are edge-padded for the
 model and cropped back.
 """
@@ -45,6 +48,7 @@ from estrnn_jax import jit_utils
 from estrnn_jax import losses
 from estrnn_jax import metrics
 from estrnn_jax import model as model_lib
+from estrnn_jax import raw_frames
 from estrnn_jax import sharding
 
 PROTOCOLS = ('reference', 'full')
@@ -131,17 +135,20 @@ def summarize(results: Sequence[SequenceResult]) -> dict[str, Any]:
 
 
 def score_frames(out: jax.Array, blur: jax.Array, sharp: jax.Array, loss_fn: losses.LossFn,
-                 rounding: str) -> dict[str, jax.Array]:
-  """Per-frame scores of outputs/blurry/sharp frames (..., H, W, 3) in [-0.5, 0.5] -> each (...)."""
-  sharp_u8 = metrics.quantize(sharp)  # exact: inputs came from uint8 via images.from_uint8
-  blur_u8 = metrics.quantize(blur)
-  out_u8 = metrics.quantize(out, rounding)
+                 rounding: str, bits: int = 8) -> dict[str, jax.Array]:
+  """Per-frame scores of outputs/blurry/sharp frames (..., H, W, C) in [-0.5, 0.5] -> each (...); `bits` 16 for
+  RAW frames (quantised to uint16, data range 65535)."""
+  data_range = float(2**bits - 1)
+  sharp_u8 = metrics.quantize(sharp, bits=bits)  # exact: inputs came from uint8 (uint16) via images.from_uint8
+  blur_u8 = metrics.quantize(blur, bits=bits)
+  out_u8 = metrics.quantize(out, rounding, bits=bits)
   frame_loss = jax.vmap(loss_fn)(out.reshape(-1, *out.shape[-3:]), sharp.reshape(-1, *sharp.shape[-3:]))
   return {
       'finite': jnp.all(jnp.isfinite(out), axis=(-3, -2, -1)),
       'outputs': out_u8,
-      'psnr': metrics.psnr(out_u8, sharp_u8), 'ssim': metrics.ssim(out_u8, sharp_u8),
-      'blur_psnr': metrics.psnr(blur_u8, sharp_u8), 'blur_ssim': metrics.ssim(blur_u8, sharp_u8),
+      'psnr': metrics.psnr(out_u8, sharp_u8, data_range), 'ssim': metrics.ssim(out_u8, sharp_u8, data_range),
+      'blur_psnr': metrics.psnr(blur_u8, sharp_u8, data_range),
+      'blur_ssim': metrics.ssim(blur_u8, sharp_u8, data_range),
       'loss': frame_loss.reshape(out.shape[:-3]),
   }
 
@@ -163,7 +170,8 @@ def evaluation_model(model: Any) -> Any:
 
 def reference_forward(model: Any, mesh: jax.sharding.Mesh, *, loss_fn: losses.LossFn, rounding: str) -> Any:
   """The reference protocol's jitted device step: `(params, blur, sharp) -> score_frames(...)` of a group of
-  chunks, blur uint8 (G, chunk, H, W, 3) and sharp uint8 (G, chunk - past - future, H, W, 3), the group split over
+  chunks, blur uint8 (G, chunk, H, W, 3) and sharp uint8 (G, chunk - past - future, H, W, 3) (or uint16 RAW frames
+  (..., 1), scored in 16 bits), the group split over
   `mesh`'s `data` axis, the parameters replicated. `SequenceEvaluator` runs it; `estrnn_jax.plan` compiles it for
   accelerators."""
   p, f = model.past_frames, model.future_frames
@@ -171,18 +179,25 @@ def reference_forward(model: Any, mesh: jax.sharding.Mesh, *, loss_fn: losses.Lo
 
   def forward(params, blur, sharp):
     # uint8 frames cross to the device (a quarter of float32's bytes) and are normalised there.
+    bits = _bits(blur)
     blur, sharp = images.normalise_on_device(blur), images.normalise_on_device(sharp)
     out = model.apply({'params': params}, blur)
-    return score_frames(out, blur[:, p:blur.shape[1] - f], sharp, loss_fn, rounding)
+    return score_frames(out, blur[:, p:blur.shape[1] - f], sharp, loss_fn, rounding, bits)
 
   return jax.jit(forward, in_shardings=(sharding.replicated(mesh), data, data), out_shardings=data,
                  compiler_options=jit_utils.cpu_compiler_options())
 
 
+def _bits(frames: Any) -> int:
+  """8 for uint8 frames, 16 for uint16 (RAW) ones."""
+  return 16 if frames.dtype == np.uint16 else 8
+
+
 class SequenceEvaluator:
   """Runs one protocol on whole sequences with this process's devices (see module docstring).
 
-  Call with `(name, blur_u8, sharp_u8)`, uint8 (T, H, W, 3) RGB, to get a `SequenceResult`. Compiles once per
+  Call with `(name, blur_u8, sharp_u8)`, uint8 (T, H, W, 3) RGB (uint16 (T, H, W, 1) RAW frames for an
+  `ESTRNN(input='raw')`), to get a `SequenceResult`. Compiles once per
   chunk/segment shape; `set_params` swaps in new parameters (e.g. during training) without recompiling.
   `model` is an ESTRNN; the reference protocol also takes any flax module with `__call__`, `past_frames` and
   `future_frames`. The reference protocol splits its chunks over this process's devices.
@@ -212,8 +227,9 @@ class SequenceEvaluator:
       self._param_sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
 
       def score(out, blur_u8, sharp_u8):
+        bits = _bits(blur_u8)
         blur, sharp = images.normalise_on_device(blur_u8), images.normalise_on_device(sharp_u8)
-        return score_frames(out, blur, sharp, loss_fn, rounding)
+        return score_frames(out, blur, sharp, loss_fn, rounding, bits)
 
       self._score = jax.jit(score, compiler_options=options)
     self._params = None
@@ -226,9 +242,13 @@ class SequenceEvaluator:
 
   def __call__(self, name: str, blur_u8: np.ndarray, sharp_u8: np.ndarray, *, keep_outputs: bool = False
                ) -> SequenceResult:
-    if blur_u8.shape != sharp_u8.shape or blur_u8.ndim != 4 or blur_u8.shape[-1] != 3:
+    channels = getattr(self.model, 'channels', 3)
+    if blur_u8.shape != sharp_u8.shape or blur_u8.ndim != 4 or blur_u8.shape[-1] != channels:
       raise ValueError(f'Sequence {name!r}: blur {blur_u8.shape} and sharp {sharp_u8.shape} must both be '
-                       '(T, H, W, 3).')
+                       f'(T, H, W, {channels}) for this model.')
+    if channels == 1 and (blur_u8.dtype != np.uint16 or sharp_u8.dtype != np.uint16):
+      raise ValueError(f'Sequence {name!r}: frames are {blur_u8.dtype}/{sharp_u8.dtype}; a RAW model scores '
+                       'uint16 (16-bit RAW) frames.')
     if self._params is None:
       raise ValueError('SequenceEvaluator has no parameters; call set_params first.')
     if len(blur_u8) < self.past + self.future + 1:
@@ -275,7 +295,8 @@ class SequenceEvaluator:
   def _run_full(self, blur_u8, sharp_u8) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
     """Streams the sequence (as `deblur`) and scores its outputs in segments of `chunk_frames` frames."""
     num_frames, segment = len(blur_u8), self.chunk_frames
-    inputs = (images.from_uint8(frame) for frame in blur_u8)
+    to_model = images.from_uint16 if blur_u8.dtype == np.uint16 else images.from_uint8
+    inputs = (to_model(frame) for frame in blur_u8)
     outputs = inference.deblur_stream(self.model, {'params': self._params}, inputs,
                                       group_size=inference.DEFAULT_GROUP_SIZE, value_range=images.MODEL_RANGE)
     pending, parts, buffer = [], [], []
@@ -347,9 +368,13 @@ def evaluate_sequences(evaluator: SequenceEvaluator, sequences: Iterable[tuple[s
 
 
 def write_frames(directory: epath.Path, frame_indices: np.ndarray, frames_u8: np.ndarray) -> None:
-  """Writes uint8 RGB frames as `<directory>/<index %08d>.png`, each through a temporary name."""
+  """Writes uint8 RGB frames as `<directory>/<index %08d>.png` (uint16 RAW frames as 16-bit `.tiff`, as the
+  official RAW test script), each through a temporary name."""
   directory.mkdir(parents=True, exist_ok=True)
   for index, frame in zip(frame_indices, frames_u8):
+    if frame.dtype == np.uint16:
+      atomic.write_bytes(directory / f'{int(index):08d}.tiff', raw_frames.encode_tiff(frame))
+      continue
     buffer = io.BytesIO()
     Image.fromarray(frame).save(buffer, format='PNG')
     atomic.write_bytes(directory / f'{int(index):08d}.png', buffer.getvalue())
@@ -371,11 +396,13 @@ def gather_results(results: list[SequenceResult]) -> list[SequenceResult]:
 
 
 def image_strips(result: SequenceResult, count: int) -> np.ndarray:
-  """blurry | ours | sharp side by side for the first `count` scored frames: uint8 (count, H, 3W, 3)."""
+  """blurry | ours | sharp side by side for the first `count` scored frames: uint8 (count, H, 3W, 3) (RAW frames:
+  rounded to 8 bits, (count, H, 3W, 1), to look at)."""
   if result.outputs is None or result.blur_frames is None or result.sharp_frames is None:
     raise ValueError('image_strips needs a result evaluated with keep_outputs_of_first=True.')
   count = min(count, len(result.frames))
-  return np.concatenate([result.blur_frames[:count], result.outputs[:count], result.sharp_frames[:count]], axis=2)
+  strips = np.concatenate([result.blur_frames[:count], result.outputs[:count], result.sharp_frames[:count]], axis=2)
+  return images.uint16_to_uint8(strips) if strips.dtype == np.uint16 else strips
 
 
 def write_tables(output_dir: epath.PathLike, results: Sequence[SequenceResult], info: dict[str, Any]) -> None:

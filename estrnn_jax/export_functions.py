@@ -94,8 +94,13 @@ def check_size(height: int, width: int) -> None:
                      'has no padding; pad or crop frames to a multiple of 4).')
 
 
+def _kind(model: model_lib.ESTRNN) -> str:
+  """What the model's frames are, for the tensor descriptions."""
+  return 'RAW (Bayer, 16-bit as x / 65535 - 0.5)' if model.channels == 1 else 'RGB'
+
+
 def clip_function(model: model_lib.ESTRNN, variables: Any, frames: int, height: int, width: int) -> ExportFunction:
-  """`ESTRNN.__call__` on (1, frames, H, W, 3); see the module docstring."""
+  """`ESTRNN.__call__` on (1, frames, H, W, 3) (a RAW model: (..., 1)); see the module docstring."""
   check_size(height, width)
   if frames < model.num_frames:
     raise ValueError(f'--frames {frames}: the model (past_frames={model.past_frames}, future_frames='
@@ -107,10 +112,10 @@ def clip_function(model: model_lib.ESTRNN, variables: Any, frames: int, height: 
   n_out = frames - model.past_frames - model.future_frames
   return ExportFunction(
       clip,
-      (TensorSpec('frames', (1, frames, height, width, 3), 'RGB frames in [-0.5, 0.5]'),),
-      (TensorSpec('deblurred', (1, n_out, height, width, 3),
-                  f'deblurred frames {model.past_frames} .. {frames - model.future_frames - 1} of the input, RGB, '
-                  'about [-0.5, 0.5] (not clipped)'),),
+      (TensorSpec('frames', (1, frames, height, width, model.channels), f'{_kind(model)} frames in [-0.5, 0.5]'),),
+      (TensorSpec('deblurred', (1, n_out, height, width, model.channels),
+                  f'deblurred frames {model.past_frames} .. {frames - model.future_frames - 1} of the input, '
+                  f'{_kind(model)}, about [-0.5, 0.5] (not clipped)'),),
       'clip')
 
 
@@ -154,14 +159,15 @@ def stream_function(model: model_lib.ESTRNN, variables: Any, height: int, width:
     state_specs.append(TensorSpec('context', (1, context_len, h4, w4, 5 * c),
                                   f'the last {context_len} features h (zeros before the first frame)'))
   if n_pending:
-    state_specs.append(TensorSpec('pending', (1, n_pending, height, width, 3),
+    state_specs.append(TensorSpec('pending', (1, n_pending, height, width, model.channels),
                                   f'the last {n_pending} input frames (zeros before the first frame)'))
   state_specs.append(TensorSpec('started', (1,), '0 before the first frame, then 1'))
-  inputs = (TensorSpec('frame', (1, height, width, 3), 'RGB frame in [-0.5, 0.5]; zeros for end padding'),
+  inputs = (TensorSpec('frame', (1, height, width, model.channels),
+                       f'{_kind(model)} frame in [-0.5, 0.5]; zeros for end padding'),
             TensorSpec('is_real', (1,), '1 for a real frame, 0 for the end-padding calls that flush the video'),
             *state_specs)
-  outputs = (TensorSpec('deblurred', (1, height, width, 3),
-                        f'deblurred frame t - {model.future_frames}, RGB, about [-0.5, 0.5] (not clipped)'),
+  outputs = (TensorSpec('deblurred', (1, height, width, model.channels),
+                        f'deblurred frame t - {model.future_frames}, {_kind(model)}, about [-0.5, 0.5] (not clipped)'),
              *(dataclasses.replace(s, name=s.name + '_out', description='next ' + s.name) for s in state_specs))
   return ExportFunction(step, inputs, outputs, 'stream')
 

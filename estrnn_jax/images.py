@@ -29,18 +29,27 @@ def from_uint8(frames_u8: np.ndarray) -> np.ndarray:
   return np.asarray(frames_u8, np.float32) / 255.0 - 0.5
 
 
-# from_uint8 of every uint8 value: the table `normalise_on_device` looks values up in.
+def from_uint16(frames_u16: np.ndarray) -> np.ndarray:
+  """uint16 [0, 65535] (any shape; RAW frames) -> float32 [-0.5, 0.5], `x / 65535 - 0.5` (the official RAW
+  normalisation, `(x - 65535 / 2) / 65535`, up to float rounding)."""
+  return np.asarray(frames_u16, np.float32) / 65535.0 - 0.5
+
+
+# from_uint8 (from_uint16) of every uint8 (uint16) value: the tables `normalise_on_device` looks values up in.
 _UINT8_TO_MODEL = from_uint8(np.arange(256, dtype=np.uint8))
+_UINT16_TO_MODEL = from_uint16(np.arange(65536, dtype=np.uint16))
 
 
 def normalise_on_device(frames: jax.Array) -> jax.Array:
-  """Inside a jitted step: uint8 frames -> float32 [-0.5, 0.5], equal to `from_uint8` bit for bit; frames
-  of another dtype are returned as they are (already in the model's range).
+  """Inside a jitted step: uint8 frames -> float32 [-0.5, 0.5], equal to `from_uint8` bit for bit (uint16 RAW
+  frames: `from_uint16`); frames of another dtype are returned as they are (already in the model's range).
 
   A lookup in a 256-entry table of `from_uint8`'s values: XLA rewrites `x / 255` as `x * (1 / 255)`, which
   differs from the division in the last bit for 205 of the 256 values, and a training batch must be the same
-  whether the host or the device converts it.
+  whether the host or the device converts it. uint16 looks up a 65536-entry table (256 KB) the same way.
   """
+  if frames.dtype == jnp.uint16:
+    return jnp.asarray(_UINT16_TO_MODEL)[frames]
   if frames.dtype != jnp.uint8:
     return frames
   return jnp.asarray(_UINT8_TO_MODEL)[frames]
@@ -147,17 +156,23 @@ def to_rgb(frames: np.ndarray, white: float, what: str = 'frame') -> np.ndarray:
   return frames
 
 
-def to_model(frames: np.ndarray, fmt: FrameFormat, what: str = 'frame') -> np.ndarray:
+def to_model(frames: np.ndarray, fmt: FrameFormat, what: str = 'frame', channels: int = 3) -> np.ndarray:
   """(..., H, W, C) frames in `fmt`, C in {1, 3, 4} -> float32 RGB (..., H, W, 3) in [-0.5, 0.5].
 
   Grey (C = 1) is repeated to RGB; RGBA (C = 4) must be fully opaque (`to_rgb`). `what` names the frames in
   errors. Raises ValueError for another channel count, a translucent alpha or non-finite float values.
+  `channels=1` (a RAW model's Bayer frames): C must be 1 and stays 1.
   """
   frames = np.asarray(frames)
   if frames.dtype != fmt.dtype:
     raise ValueError(f'{what}: dtype {frames.dtype} differs from the earlier frames\' {fmt.dtype}.')
   low, high = fmt.value_range
-  frames = to_rgb(frames, high, what)
+  if channels == 1:
+    if frames.shape[-1:] != (1,):
+      raise ValueError(f'{what}: a RAW model (ESTRNN input=\'raw\') takes single-channel Bayer frames (H, W) or '
+                       f'(H, W, 1), got shape {frames.shape}.')
+  else:
+    frames = to_rgb(frames, high, what)
   if fmt.dtype.kind == 'f' and not np.all(np.isfinite(frames)):
     raise ValueError(f'{what}: contains NaN or infinite values.')
   if fmt.value_range == MODEL_RANGE:

@@ -162,7 +162,8 @@ class StreamingDeblurrer:
       ...
 
   Frames follow `images.FrameFormat`: uint8 and uint16 use their full range, float frames need `value_range`
-  (e.g. (0, 1)); grey is expanded to RGB and RGBA must be opaque. Outputs are RGB in the input's format: uint8 in
+  (e.g. (0, 1)); grey is expanded to RGB and RGBA must be opaque. A RAW model (`ESTRNN(input='raw')`) takes and
+  returns single-channel Bayer frames (H, W) or (H, W, 1) instead, typically uint16. Outputs are RGB in the input's format: uint8 in
   -> uint8 out, uint16 -> uint16 (rounded, clipped), float -> the input's float type in its `value_range` (not
   clipped). The frame size and format are fixed by the first frame. uint8 frames travel to the device as uint8
   and come back as uint8, converted on the device (`images.normalise_on_device`, `images.to_uint8_on_device`,
@@ -316,7 +317,7 @@ class StreamingDeblurrer:
     if outputs:
       return np.stack([frame for _, frame in outputs])
     height, width = self._frame_shape or (0, 0)
-    return np.zeros((0, height, width, 3), self._format.dtype if self._format else np.float32)
+    return np.zeros((0, height, width, self.model.channels), self._format.dtype if self._format else np.float32)
 
   def _prepare(self, frame: np.ndarray, index: int) -> None:
     """Checks one caller frame of video `index` and copies it into the next group, as what goes to the device:
@@ -344,12 +345,15 @@ class StreamingDeblurrer:
     elif frame.dtype != self._format.dtype:
       raise ValueError(f'{what}: mixing {self._format.dtype} and {frame.dtype} frames'
                        + (' within one video.' if len(self._streams) == 1 else ' in videos deblurred together.'))
-    if self._format.dtype == np.uint8:
+    if self.model.channels == 1:   # ESTRNN-RAW: Bayer frames stay single-channel
+      frame = images.to_model(frame, self._format, what, channels=1)
+    elif self._format.dtype == np.uint8:
       frame = images.to_rgb(frame, 255.0, what)
     else:
       frame = images.to_model(frame, self._format, what)
     if self._group is None:   # zeros: the slots of videos that have ended are padding (masked on the device)
-      self._group = np.zeros((len(self._streams), self.group_size, *self._frame_shape, 3), frame.dtype)
+      self._group = np.zeros((len(self._streams), self.group_size, *self._frame_shape, self.model.channels),
+                             frame.dtype)
     self._group[index, stream.pending] = frame
     stream.pending += 1
 
@@ -369,8 +373,8 @@ class StreamingDeblurrer:
     group, num_videos = self.group_size, len(self._streams)
     frames, self._group = self._group, None   # a new buffer for the next group: this one may be in transfer
     if frames is None:   # only padding (after every video's last frame)
-      device_dtype = np.uint8 if self._format.dtype == np.uint8 else np.float32
-      frames = np.zeros((num_videos, group, *self._frame_shape, 3), device_dtype)
+      device_dtype = np.uint8 if self._format.dtype == np.uint8 and self.model.channels == 3 else np.float32
+      frames = np.zeros((num_videos, group, *self._frame_shape, self.model.channels), device_dtype)
     valid = np.zeros((num_videos, group), np.bool_)
     for index, stream in enumerate(self._streams):
       valid[index, :stream.pending] = True
@@ -415,7 +419,7 @@ def initial_carry(model: model_lib.ESTRNN, grid: TileGrid, num_videos: int) -> t
   """The streaming state before the first frame of `num_videos` videos cut into `grid`'s tiles: one independent
   model stream per (video, tile), N = num_videos x tiles, tiles of h x w = tile size / 4:
   (hidden state s (N, h, w, C), the last past+future features h (N, K, h, w, 5C), the last `future` input frames
-  (N, future or 0, 4h, 4w, 3) float32, whether each video has started (num_videos,) bool)."""
+  (N, future or 0, 4h, 4w, channels) float32, whether each video has started (num_videos,) bool)."""
   n = num_videos * grid.num_tiles
   th, tw = grid.tile_height // 4, grid.tile_width // 4
   context_len = model.past_frames + model.future_frames
@@ -423,7 +427,7 @@ def initial_carry(model: model_lib.ESTRNN, grid: TileGrid, num_videos: int) -> t
   return (
       jnp.zeros((n, th, tw, model.n_features), model.dtype),                     # hidden state s
       jnp.zeros((n, context_len, th, tw, 5 * model.n_features), model.dtype),    # last past+future h
-      jnp.zeros((n, pending_frames, 4 * th, 4 * tw, 3), jnp.float32),             # last future frames
+      jnp.zeros((n, pending_frames, 4 * th, 4 * tw, model.channels), jnp.float32),  # last future frames
       jnp.zeros((num_videos,), jnp.bool_),                                        # buffer filled yet?
   )
 
@@ -443,7 +447,7 @@ def lower_group_step(model: model_lib.ESTRNN, variables: Variables, height: int,
   weights = None
   if grid.num_tiles > 1:
     weights = place(jax.ShapeDtypeStruct((grid.num_tiles, grid.tile_height, grid.tile_width, 1), jnp.float32))
-  frames = place(jax.ShapeDtypeStruct((num_videos, group_size, height, width, 3), frame_dtype))
+  frames = place(jax.ShapeDtypeStruct((num_videos, group_size, height, width, model.channels), frame_dtype))
   valid = place(jax.ShapeDtypeStruct((num_videos, group_size), jnp.bool_))
   return _compiled_group_step().lower(jax.tree.map(place, variables), carry, frames, valid, weights, model=model,
                                       grid=grid, tile_batch=tile_batch)
@@ -538,7 +542,7 @@ def _group_step(variables, carry, frames, valid, weights, *, model: model_lib.ES
   global _num_traces
   _num_traces += 1
   state, context, pending, started = carry
-  num_videos, group, height, width, _ = frames.shape
+  num_videos, group, height, width, channels = frames.shape
   uint8 = frames.dtype == jnp.uint8
   frames = images.normalise_on_device(frames)
   padded, _ = model_lib.pad_to_multiple(frames, 4)                                 # (V, G, Hp, Wp, 3)
@@ -547,17 +551,17 @@ def _group_step(variables, carry, frames, valid, weights, *, model: model_lib.ES
     tiles = padded
   else:
     tiles = jnp.stack([padded[:, :, y:y + th, x:x + tw] for y, x in grid.origins], axis=1)  # (V, n, G, th, tw, 3)
-  tiles = tiles.reshape(num_videos * num_tiles, group, th, tw, 3)
+  tiles = tiles.reshape(num_videos * num_tiles, group, th, tw, channels)
   stream_valid = jnp.repeat(jnp.asarray(valid), num_tiles, axis=0)                 # (V n, G)
   stream_started = jnp.repeat(started, num_tiles, axis=0)
   step = lambda s, c, p, st, f, v: _stream_step(variables, s, c, p, st, f, v, model=model)
   state, context, pending, out = _run_streams(step, state, context, pending, stream_started, tiles, stream_valid,
                                               tile_batch)
-  out = out.reshape(num_videos, num_tiles, group, th, tw, 3)
+  out = out.reshape(num_videos, num_tiles, group, th, tw, channels)
   if num_tiles == 1:
     blended = out[:, 0]
   else:
-    blended = jnp.zeros((num_videos, group, grid.height, grid.width, 3), out.dtype)
+    blended = jnp.zeros((num_videos, group, grid.height, grid.width, channels), out.dtype)
     for k, (y, x) in enumerate(grid.origins):
       blended = blended.at[:, :, y:y + th, x:x + tw].add(out[:, k] * weights[k])
   blended = blended[:, :, :height, :width]
@@ -602,7 +606,7 @@ def deblur_videos(model: model_lib.ESTRNN, variables: Variables, videos: Sequenc
   if not clips:
     return []
   fmt = images.frame_format(clips[0].dtype, value_range)
-  outs = [np.empty((*clip.shape[:3], 3), fmt.dtype) for clip in clips]
+  outs = [np.empty((*clip.shape[:3], model.channels), fmt.dtype) for clip in clips]
   counts = [0] * len(clips)
   deblurrer = StreamingDeblurrer(model, variables, dtype=dtype, tile=tile, tile_overlap=tile_overlap,
                                  group_size=min(group_size, max(map(len, clips))), value_range=value_range,

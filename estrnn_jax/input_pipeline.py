@@ -8,7 +8,8 @@ Training (`create_train_iterator`): every window of `window_frames` consecutive 
 example (a sequence of length L gives L - window_frames + 1 windows; windows never cross a sequence boundary). An
 epoch visits every window once, in an order reshuffled every epoch; each window gets one random crop and
 random horizontal and vertical flips (p = 0.5 each) shared by all its frames and by blur and sharp (the
-reference's augmentation). Batches are `{'blur': (B, T, h, w, 3), 'sharp': (B, T - past - future, h, w, 3)}`
+reference's augmentation), and optionally Gaussian noise on the blurry frames only (`noise_std`, the paper's
+Fig. 15 study; `add_noise`). Batches are `{'blur': (B, T, h, w, 3), 'sharp': (B, T - past - future, h, w, 3)}`
 uint8, the targets being the centre frames `[past : T - future]`; the jitted step maps them to the model's
 [-0.5, 0.5] on the device (`images.normalise_on_device`), so a quarter of float32's bytes leave the host.
 A window reads its T records and decodes only what it uses: the crop of the T blurry frames and of the
@@ -202,6 +203,15 @@ class WindowSource(grain.sources.RandomAccessDataSource):
     return f'WindowSource({self._where}, window_frames={self._window_frames}, windows={len(self)})'
 
 
+def add_noise(frames: np.ndarray, noise_std: float, rng: np.random.Generator) -> np.ndarray:
+  """Integer frames + Gaussian noise of standard deviation `noise_std` in 8-bit levels (times 257 for uint16
+  frames: the same fraction of the range), rounded to nearest and clipped to the dtype's range; same shape and
+  dtype. Draws `frames.size` float32 standard normals from `rng`."""
+  top = np.iinfo(frames.dtype).max
+  noise = rng.standard_normal(frames.shape, dtype=np.float32) * np.float32(noise_std * top / 255)
+  return np.clip(np.rint(frames.astype(np.float32) + noise), 0, top).astype(frames.dtype)
+
+
 @dataclasses.dataclass(frozen=True)
 class CropFlip(grain.transforms.RandomMap):
   """One random crop and random h/v flips for a whole window, read straight from the stored frames.
@@ -210,12 +220,15 @@ class CropFlip(grain.transforms.RandomMap):
   frames), c = crop_size (None: the full H x W frame). Only the crop of each frame is decoded (for raw
   frames: sliced from the record's bytes; PNG frames are decoded whole, then cropped); flips are views until
   the frames are stacked, so each output byte is copied once. Draws the crop's top, left, then the horizontal
-  and vertical flip from `rng`, in that order.
+  and vertical flip from `rng`, in that order, then (only when `noise_std` > 0) the blurry frames' noise
+  (`add_noise`): from the element's own generator, so the noise is new for every window drawn (every epoch) and
+  the same when a resumed run draws that window again; the sharp frames are never touched.
   """
   crop_size: int | None
   past_frames: int
   stored: str  # the dataset's frame storage format
   where: str
+  noise_std: float = 0.0  # 8-bit levels
 
   def random_map(self, element: dict[str, Any], rng: np.random.Generator) -> dict[str, np.ndarray]:
     name, first = element['sequence'], element['first_frame']
@@ -240,7 +253,10 @@ class CropFlip(grain.transforms.RandomMap):
                          f'{width}x{height}: frame sizes differ inside the sequence or between blurry and sharp.')
       return frame_storage.decode(data, self.stored, crop, what(kind, k))[rows, cols]
 
-    return {'blur': np.stack([read(data, 'blurry', k) for k, data in enumerate(element['blur'])]),
+    blur = np.stack([read(data, 'blurry', k) for k, data in enumerate(element['blur'])])
+    if self.noise_std > 0:
+      blur = add_noise(blur, self.noise_std, rng)
+    return {'blur': blur,
             'sharp': np.stack([read(data, 'sharp', self.past_frames + k) for k, data in enumerate(element['sharp'])])}
 
 
@@ -352,7 +368,8 @@ def _resolve_shard(shard_index: int | None, shard_count: int | None) -> tuple[in
 def create_train_iterator(*, dataset: str, data_dir: str | os.PathLike[str] | None, split: str,
                           global_batch_size: int, window_frames: int, past_frames: int, future_frames: int,
                           crop_size: int | None, seed: int, num_workers: int = 0, shard_index: int | None = None,
-                          shard_count: int | None = None, max_sequences: int = 0) -> TrainIterator:
+                          shard_count: int | None = None, max_sequences: int = 0,
+                          noise_std: float = 0.0) -> TrainIterator:
   """An endless, shuffled, augmented, checkpointable iterator of training batches for this process.
 
   Args:
@@ -369,6 +386,7 @@ def create_train_iterator(*, dataset: str, data_dir: str | os.PathLike[str] | No
     shard_index, shard_count: this process's shard; default jax.process_index() / jax.process_count().
     max_sequences: train on the split's first N sequences in the dataset's order (0: all of them); e.g. the
       paper's REDS models saw the first 120 of its 240 training sequences.
+    noise_std: Gaussian noise on the blurry frames, in 8-bit levels (0: none; `CropFlip`, `add_noise`).
 
   Returns:
     A `TrainIterator` (a grain `DatasetIterator`: get_state/set_state, close) yielding
@@ -389,6 +407,8 @@ def create_train_iterator(*, dataset: str, data_dir: str | os.PathLike[str] | No
   num_workers = resolve_num_workers(num_workers)
   if max_sequences < 0:
     raise ValueError(f'max_sequences must be >= 0 (0: all), got {max_sequences}')
+  if not (np.isfinite(noise_std) and noise_std >= 0):
+    raise ValueError(f'noise_std must be a finite number >= 0 (8-bit levels; 0: no noise), got {noise_std}')
 
   builder = load_builder(dataset, data_dir)
   where = f'{dataset} split {split!r} in {builder.data_dir}'
@@ -412,7 +432,7 @@ def create_train_iterator(*, dataset: str, data_dir: str | os.PathLike[str] | No
 
   ds = grain.MapDataset.source(windows).seed(seed)
   ds = ds.shuffle().repeat()  # a new order every epoch
-  ds = ds.random_map(CropFlip(crop_size, past_frames, stored, where))
+  ds = ds.random_map(CropFlip(crop_size, past_frames, stored, where, float(noise_std)))
   ds = ds[shard_index::shard_count]
   ds = ds.batch(batch_size, drop_remainder=True)
   pipeline = {'dataset': dataset, 'split': split, 'global_batch_size': global_batch_size,
@@ -421,6 +441,8 @@ def create_train_iterator(*, dataset: str, data_dir: str | os.PathLike[str] | No
               'shard_index': shard_index, 'shard_count': shard_count}
   if max_sequences:
     pipeline['max_sequences'] = max_sequences
+  if noise_std:
+    pipeline['noise_std'] = float(noise_std)
   return TrainIterator(ds, _read_options(num_workers), num_workers, pipeline)
 
 

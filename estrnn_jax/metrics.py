@@ -10,7 +10,10 @@ Both metrics compare uint8 frames (any integer or float array holding values in 
   Gaussian window (sigma 1.5 truncated at 3.5 sigma), K1 = 0.01, K2 = 0.03, the SSIM map averaged over the frame
   minus a 5-pixel border and over channels. Frames must be at least 11x11.
 
-`quantize` turns model outputs in [-0.5, 0.5] into uint8 values inside a jitted function. The reference's test
+Both take `data_range` (default 255): 65535 scores 16-bit RAW frames (the official RAW test's `val_range`).
+
+`quantize` turns model outputs in [-0.5, 0.5] into uint8 values (`bits=16`: uint16, `x * 65535 + 32767.5`) inside a
+jitted function. The reference's test
 script truncates (`np.clip(x * 255 + 127.5, 0, 255).astype(np.uint8)`); its training-time PSNR and
 `estrnn_jax.images.to_uint8` round to nearest. The difference is ~0.03 dB at 30 dB.
 """
@@ -26,27 +29,32 @@ SSIM_K2 = 0.03
 DATA_RANGE = 255.0
 
 
-def quantize(frames: jax.Array, rounding: str = 'round') -> jax.Array:
-  """float [-0.5, 0.5] -> uint8 via `x * 255 + 127.5`, clipped to [0, 255].
+def quantize(frames: jax.Array, rounding: str = 'round', bits: int = 8) -> jax.Array:
+  """float [-0.5, 0.5] -> uint8 via `x * 255 + 127.5`, clipped to [0, 255] (`bits=16`: uint16 via
+  `x * 65535 + 32767.5`, clipped to [0, 65535], as the official RAW test script).
 
   Args:
     frames: any shape, model value range.
     rounding: 'round' (nearest, as `images.to_uint8` and the reference's validation PSNR) or 'truncate'
       (towards zero after clipping, as the reference's test script that produced the paper's numbers).
+    bits: 8 or 16.
   """
-  x = jnp.clip(frames.astype(jnp.float32) * 255.0 + 127.5, 0.0, 255.0)
+  if bits not in (8, 16):
+    raise ValueError(f'bits must be 8 or 16, got {bits}.')
+  top = float(2**bits - 1)
+  x = jnp.clip(frames.astype(jnp.float32) * top + top / 2, 0.0, top)
   if rounding == 'round':
     x = jnp.round(x)
   elif rounding == 'truncate':
     x = jnp.floor(x)
   else:
     raise ValueError(f"rounding must be 'round' or 'truncate', got {rounding!r}.")
-  return x.astype(jnp.uint8)
+  return x.astype(jnp.uint8 if bits == 8 else jnp.uint16)
 
 
-def psnr(a: jax.Array, b: jax.Array) -> jax.Array:
-  """PSNR in dB of uint8-valued frames (..., H, W, C) -> (...)."""
-  diff = (a.astype(jnp.float32) - b.astype(jnp.float32)) / DATA_RANGE
+def psnr(a: jax.Array, b: jax.Array, data_range: float = DATA_RANGE) -> jax.Array:
+  """PSNR in dB of uint8-valued frames (..., H, W, C) -> (...); `data_range` 65535 for 16-bit frames."""
+  diff = (a.astype(jnp.float32) - b.astype(jnp.float32)) / data_range
   mse = jnp.mean(jnp.square(diff), axis=(-3, -2, -1))
   return -10.0 * jnp.log10(mse)
 
@@ -72,8 +80,9 @@ def _filter_valid(x: jax.Array, taps: np.ndarray) -> jax.Array:
   return sum(float(w) * rows[..., :, j:j + width - win + 1, :] for j, w in enumerate(taps))
 
 
-def ssim(a: jax.Array, b: jax.Array) -> jax.Array:
-  """Mean SSIM of uint8-valued frames (..., H, W, C) -> (...), as scikit-image (see module docstring)."""
+def ssim(a: jax.Array, b: jax.Array, data_range: float = DATA_RANGE) -> jax.Array:
+  """Mean SSIM of uint8-valued frames (..., H, W, C) -> (...), as scikit-image (see module docstring);
+  `data_range` 65535 for 16-bit frames."""
   taps = _gaussian_taps()
   win = len(taps)
   if a.shape != b.shape:
@@ -91,7 +100,7 @@ def ssim(a: jax.Array, b: jax.Array) -> jax.Array:
   var_y = _filter_valid(y * y, taps) - mu_y * mu_y
   cov = _filter_valid(x * y, taps) - mu_x * mu_y
   mu_x, mu_y = mu_x + x_mean, mu_y + y_mean
-  c1 = (SSIM_K1 * DATA_RANGE) ** 2
-  c2 = (SSIM_K2 * DATA_RANGE) ** 2
+  c1 = (SSIM_K1 * data_range) ** 2
+  c2 = (SSIM_K2 * data_range) ** 2
   ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2))
   return jnp.mean(ssim_map, axis=(-3, -2, -1))

@@ -7,6 +7,9 @@ Layout is channels-last throughout: frames are (N, T, H, W, 3) RGB in [-0.5, 0.5
   GSA     (paper Sec. 3.2, Fig. 4)   h_{t-past} ... h_{t+future}            -> (N,H/4,W/4,5FC), F = past+future+1
   Reconstructor (paper Sec. 3.3)     (N,H/4,W/4,5FC)                       -> (N,H,W,3)
 
+`ESTRNN(input='raw')` is the official ESTRNN-RAW: the same network on 16-bit Bayer frames (N, T, H, W, 1), its cell
+front `RawRDBCell` (space-to-depth and strided-conv branches, CBAM) and a 1-channel reconstructor.
+
 The recurrent cell runs as one `nn.scan` over time. GSA and the reconstructor run on every output frame at once
 (frames folded into the batch). Outputs exist for input frames `past ... T-future-1`, as in the reference.
 `residual=True` (not in the paper, off by default) adds each centre input frame to its output.
@@ -288,11 +291,87 @@ class RDBCell(nn.Module):
     x = Conv(c, 5, 3, name='F_B0')(frame)                          # H
     x = DownsampleStage(c, c, name='F_B1')(x)                        # H/2, 2C
     x = DownsampleStage(2 * c, 3 * c // 2, name='F_B2')(x)           # H/4, 4C
+    return self._recurrent_part(x, state)
+
+  def _recurrent_part(self, x: Array, state: Array) -> tuple[Array, Array]:
+    """F_R and F_h on the frame's features x (N, H/4, W/4, 4C) and s_{t-1}: returns (s_t, h_t). Called from a
+    compact `__call__` (its submodules are that method's)."""
+    c = self.n_features
     h = RDBNet(5 * c, 2 * c, self.n_blocks, self.unroll, name='F_R')(jnp.concatenate([x, state], axis=-1))
     s = Conv(c, 3, 5 * c, name='F_h_in')(h)                          # F_h: conv3x3, RDB, conv3x3
     s = RDB(c, c, name='F_h_rdb')(s)
     s = Conv(c, 3, c, name='F_h_out')(s)
     return s, h
+
+
+def space_to_depth(x: Array, block: int = 2) -> Array:
+  """(N, H, W, C) -> (N, H/block, W/block, block*block*C), channel `(dy * block + dx) * C + c` for the pixel at
+  offset (dy, dx) of each block (the official `SpaceToDepth`'s order). H and W multiples of `block`."""
+  n, height, width, channels = x.shape
+  x = x.reshape(n, height // block, block, width // block, block, channels).transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(n, height // block, width // block, block * block * channels)
+
+
+# BatchNorm's epsilon in the official CBAM (PyTorch's default).
+BATCH_NORM_EPS = 1e-5
+
+
+class CBAM(nn.Module):
+  """Convolutional block attention (Woo et al., ECCV 2018) as the official ESTRNN-RAW uses it (`model/attention.py`
+  of zzh-tech/ESTRNN, reduction 4, average and max pooling). (N, H, W, features) -> same.
+
+    channel gate: x * sigmoid(mlp(avg_{x,y} x) + mlp(max_{x,y} x)), mlp = Linear(C -> C//r), ReLU, Linear(-> C)
+    spatial gate: x * sigmoid(BN(conv7x7([max_c x, mean_c x])))   (2 -> 1 channel, no conv bias)
+
+  The spatial gate's BatchNorm (one channel) is kept in its inference form, `y * scale + shift` with
+  scale = gamma / sqrt(var + eps) and shift = beta - mean * scale: the same two parameters as the official BN's
+  affine ones (so the same parameter count), its official initialisation (scale = 1/sqrt(1 + eps), shift = 0),
+  and exactly the official model in eval mode (converted checkpoints fold their running statistics in). Training
+  learns scale and shift directly; the official training normalised this map with each batch's statistics.
+  The project's models hold parameters only (no mutable statistics), and a one-frame stream has no batch.
+  """
+  features: int
+  reduction: int = 4
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    hidden = self.features // self.reduction
+    mlp_in = Dense(hidden, self.features, name='mlp_in')
+    mlp_out = Dense(self.features, hidden, name='mlp_out')
+    mlp = lambda v: mlp_out(jax.nn.relu(mlp_in(v)))
+    x = x * jax.nn.sigmoid(mlp(x.mean(axis=(1, 2))) + mlp(x.max(axis=(1, 2))))[:, None, None, :]
+    pooled = jnp.concatenate([x.max(axis=-1, keepdims=True), x.mean(axis=-1, keepdims=True)], axis=-1)
+    kernel = self.param('spatial_kernel', _torch_default_init(7 * 7 * 2), (7, 7, 2, 1))
+    scale = self.param('spatial_scale', nn.initializers.constant(1.0 / math.sqrt(1.0 + BATCH_NORM_EPS)), (1,))
+    shift = self.param('spatial_shift', nn.initializers.zeros, (1,))
+    logits = conv2d(pooled, kernel) * scale.astype(x.dtype) + shift.astype(x.dtype)
+    return x * jax.nn.sigmoid(logits)
+
+
+class RawRDBCell(RDBCell):
+  """The RDB cell of the official ESTRNN-RAW (`model/ESTRNN-RAW.py`): one time step on a 1-channel Bayer frame.
+
+  Front (replacing the RGB cell's F_B0 .. F_B2), with C = n_features and GELU activations:
+    front_down: conv5x5 stride 2, 1 -> 4, GELU                   (H/2)
+    front_unshuffle: space-to-depth by 2, conv1x1 4 -> 4, GELU    (H/2); the two concatenated: 8 channels
+    F_B0: conv5x5 8 -> 2C, GELU; cbam: CBAM(2C, reduction 4)
+    F_B1_0, F_B1_1: RDB(2C, growth C), RDB(2C, growth floor(3C/2))
+    F_B2: RDB(2C, growth 2C) then conv5x5 stride 2 -> 4C          (H/4)
+  then F_R and F_h as the RGB cell. frame (N, H, W, 1), H and W multiples of 4; same state and outputs as
+  `RDBCell`.
+  """
+
+  @nn.compact
+  def __call__(self, state: Array, frame: Array) -> tuple[Array, Array]:
+    c = self.n_features
+    down = gelu(Conv(4, 5, 1, stride=2, name='front_down')(frame))
+    unshuffled = gelu(Conv(4, 1, 4, name='front_unshuffle')(space_to_depth(frame, 2)))
+    x = gelu(Conv(2 * c, 5, 8, name='F_B0')(jnp.concatenate([down, unshuffled], axis=-1)))   # H/2, 2C
+    x = CBAM(2 * c, 4, name='cbam')(x)
+    x = RDB(2 * c, c, name='F_B1_0')(x)
+    x = RDB(2 * c, int(c * 3 / 2), name='F_B1_1')(x)
+    x = DownsampleStage(2 * c, 2 * c, name='F_B2')(x)                # H/4, 4C
+    return self._recurrent_part(x, state)
 
 
 class ResBlockCell(RDBCell):
@@ -437,18 +516,19 @@ class NoFusion(nn.Module):
 class Reconstructor(nn.Module):
   """Reconstruction module (paper Sec. 3.3): two stride-2 transposed convs and a 5x5 conv.
 
-  (N, H/4, W/4, 5FC) -> (N, H, W, 3). No activation and no skip from the input: it predicts the sharp frame
+  (N, H/4, W/4, 5FC) -> (N, H, W, out_features). No activation and no skip from the input: it predicts the sharp frame
   (`ESTRNN.residual` adds the skip outside this module).
   """
   n_features: int
   num_frames: int
+  out_features: int = 3   # 1 for ESTRNN-RAW's Bayer frames
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
     c = self.n_features
     x = SubPixelUpsample(2 * c, 5 * self.num_frames * c, name='up_0')(x)
     x = SubPixelUpsample(c, 2 * c, name='up_1')(x)
-    return Conv(3, 5, c, name='out')(x)
+    return Conv(self.out_features, 5, c, name='out')(x)
 
 
 def pad_to_multiple(frames: Array, multiple: int = 4) -> tuple[Array, tuple[int, int]]:
@@ -491,6 +571,8 @@ class ESTRNN(nn.Module):
     fusion: 'gsa' (the paper's GSA), 'concat' (Table 4's "w/o GSA": the window's h features concatenated) or
       'none' (Table 4's "w/o fusion": each frame reconstructed from its own features; needs past_frames =
       future_frames = 0). The defaults are the paper's model, the only variant of the official weights.
+    input: 'rgb' (frames (N, T, H, W, 3)) or 'raw': the official ESTRNN-RAW (`RawRDBCell`, a 1-channel
+      reconstructor) on 16-bit Bayer frames (N, T, H, W, 1), `x / 65535 - 0.5`, deblurred in RAW space.
   """
   n_features: int = 16
   n_blocks: int = 15
@@ -503,6 +585,7 @@ class ESTRNN(nn.Module):
   residual: bool = False
   cell: str = 'rdb'
   fusion: str = 'gsa'
+  input: str = 'rgb'
 
   @property
   def num_frames(self) -> int:
@@ -532,6 +615,11 @@ class ESTRNN(nn.Module):
         raise ValueError(f'{source}: dtype {fields["dtype"]!r} is not a dtype name.') from None
     return cls(**kwargs)
   @property
+  def channels(self) -> int:
+    """Channels of the frames in and out: 3 (RGB) or 1 ('raw' Bayer frames)."""
+    return 1 if self.input == 'raw' else 3
+
+  @property
   def reconstructed_frames(self) -> int:
     """Frames whose h features the reconstructor reads (F; 1 without fusion)."""
     return 1 if self.fusion == 'none' else self.num_frames
@@ -539,7 +627,9 @@ class ESTRNN(nn.Module):
   def setup(self):
     check_variant(self)
     # Submodule attributes differ from the `cell` / `fusion` fields; their names keep the parameter tree's keys.
-    if self.cell == 'rdb':
+    if self.input == 'raw':
+      self.cell_module = RawRDBCell(self.n_features, self.n_blocks, self.unroll, name='cell')
+    elif self.cell == 'rdb':
       self.cell_module = RDBCell(self.n_features, self.n_blocks, self.unroll, name='cell')
     else:
       self.cell_module = ResBlockCell(self.n_features, self.n_blocks, self.unroll, name='cell')
@@ -550,11 +640,12 @@ class ESTRNN(nn.Module):
       self.fusion_module = ConcatFusion(self.past_frames, self.future_frames, name='fusion')
     else:
       self.fusion_module = NoFusion(name='fusion')
-    self.reconstructor = Reconstructor(self.n_features, self.reconstructed_frames)
+    self.reconstructor = Reconstructor(self.n_features, self.reconstructed_frames, self.channels)
 
   def __call__(self, frames: Array) -> Array:
-    if frames.ndim != 5 or frames.shape[-1] != 3:
-      raise ValueError(f'ESTRNN expects frames of shape (N, T, H, W, 3), got {frames.shape}.')
+    if frames.ndim != 5 or frames.shape[-1] != self.channels:
+      raise ValueError(f'ESTRNN(input={self.input!r}) expects frames of shape (N, T, H, W, {self.channels}), got '
+                       f'{frames.shape}.')
     if frames.shape[1] < self.num_frames:
       raise ValueError(f'ESTRNN with past_frames={self.past_frames}, future_frames={self.future_frames} needs at '
                        f'least {self.num_frames} frames, got {frames.shape[1]}.')
@@ -656,7 +747,7 @@ def init_params(model: ESTRNN, seed: int | jax.Array = 0) -> dict[str, Any]:
 
 
 def _init(model: ESTRNN, key: jax.Array) -> dict[str, Any]:
-  return model.init(key, jnp.zeros((1, model.num_frames, 4, 4, 3), jnp.float32))['params']
+  return model.init(key, jnp.zeros((1, model.num_frames, 4, 4, model.channels), jnp.float32))['params']
 
 
 _jitted_init = jax.jit(_init, static_argnums=0)
@@ -664,6 +755,7 @@ _jitted_init = jax.jit(_init, static_argnums=0)
 
 CELLS = ('rdb', 'resblock')
 FUSIONS = ('gsa', 'concat', 'none')
+INPUTS = ('rgb', 'raw')
 
 
 def check_variant(model: ESTRNN) -> None:
@@ -672,6 +764,10 @@ def check_variant(model: ESTRNN) -> None:
     raise ValueError(f'ESTRNN cell {model.cell!r} is not one of {CELLS}.')
   if model.fusion not in FUSIONS:
     raise ValueError(f'ESTRNN fusion {model.fusion!r} is not one of {FUSIONS}.')
+  if model.input not in INPUTS:
+    raise ValueError(f'ESTRNN input {model.input!r} is not one of {INPUTS}.')
+  if model.input == 'raw' and model.cell != 'rdb':
+    raise ValueError(f"ESTRNN input='raw' (ESTRNN-RAW) has the RDB cell only; got cell={model.cell!r}.")
   if model.past_frames < 0 or model.future_frames < 0:
     raise ValueError(f'ESTRNN past_frames={model.past_frames}, future_frames={model.future_frames}: both must be '
                      '>= 0.')

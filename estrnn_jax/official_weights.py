@@ -6,6 +6,9 @@ Colour order: the official model reads frames with OpenCV, so its checkpoints ex
 output. The converted model takes and returns **RGB** (like the rest of this project): the first conv's input
 channels and the last conv's output channels (and bias) are permuted. Pass `rgb=False` to keep BGR.
 
+ESTRNN-RAW (`model/ESTRNN-RAW.py`; no weights were released) converts too, to `ESTRNN(input='raw')`: recognised by its
+CBAM tensors, its BatchNorm folded into the inference form `model.CBAM` keeps (eval mode, exact), no colour order.
+
 `estrnn_jax.checkpoints.restore_model` reads official files through this module; the `python -m estrnn_jax.convert`
 command converts one once and saves it in the project's own format.
 """
@@ -47,6 +50,29 @@ _RULES: tuple[tuple[str, str, str], ...] = (
     (r'recons\.model\.([01])', 'reconstructor/up_{0}', 'deconv'),
     (r'recons\.model\.2', 'reconstructor/out', 'conv'),
 )
+# ESTRNN-RAW (`model/ESTRNN-RAW.py`): its own cell front (`model.RawRDBCell`), then the rules above from F_B2 on.
+_RAW_RULES: tuple[tuple[str, str, str], ...] = (
+    (r'cell\.downsampling\.0', 'cell/front_down', 'conv'),
+    (r'cell\.pixel_unshuffle\.1', 'cell/front_unshuffle', 'conv'),
+    (r'cell\.F_B0\.0', 'cell/F_B0', 'conv'),
+    (r'cell\.cbam\.ChannelGate\.mlp\.1', 'cell/cbam/mlp_in', 'linear'),
+    (r'cell\.cbam\.ChannelGate\.mlp\.3', 'cell/cbam/mlp_out', 'linear'),
+    (r'cell\.F_B1\.([01])\.dense_layers\.(\d+)\.conv', 'cell/F_B1_{0}/dense_{1}', 'conv'),
+    (r'cell\.F_B1\.([01])\.conv1x1', 'cell/F_B1_{0}/fuse', 'conv'),
+) + tuple(rule for rule in _RULES if not rule[0].startswith((r'cell\.F_B0', r'cell\.F_B([12])')))  + (
+    (r'cell\.F_B(2)\.rdb\.dense_layers\.(\d+)\.conv', 'cell/F_B{0}/rdb/dense_{1}', 'conv'),
+    (r'cell\.F_B(2)\.rdb\.conv1x1', 'cell/F_B{0}/rdb/fuse', 'conv'),
+    (r'cell\.F_B(2)\.down_sampling', 'cell/F_B{0}/down', 'conv'),
+)
+# ESTRNN-RAW's CBAM spatial gate: its conv (no bias), and its BatchNorm folded into the inference form of
+# `model.CBAM` under the names `_fold_raw_batch_norm` gives it.
+_RAW_SPATIAL_CONV = 'cell.cbam.SpatialGate.spatial.conv.weight'
+_RAW_BATCH_NORM = 'cell.cbam.SpatialGate.spatial.bn.'
+_RAW_DIRECT = {
+    _RAW_SPATIAL_CONV: (('cell', 'cbam', 'spatial_kernel'), 'conv'),
+    'cell.cbam.spatial_scale': (('cell', 'cbam', 'spatial_scale'), 'vector'),
+    'cell.cbam.spatial_shift': (('cell', 'cbam', 'spatial_shift'), 'vector'),
+}
 _KERNEL_LAYOUT = {'conv': (2, 3, 1, 0), 'deconv': (2, 3, 0, 1), 'linear': (1, 0)}
 
 
@@ -66,12 +92,14 @@ def strip_prefix(state_dict: Mapping[str, Any]) -> dict[str, Any]:
   return out
 
 
-def _flax_location(torch_key: str) -> tuple[tuple[str, ...], str] | None:
-  """'cell.F_B0.weight' -> (('cell', 'F_B0', 'kernel'), 'conv'); None for an unknown key."""
+def _flax_location(torch_key: str, raw: bool = False) -> tuple[tuple[str, ...], str] | None:
+  """'cell.F_B0.weight' -> (('cell', 'F_B0', 'kernel'), 'conv'); None for an unknown key. `raw`: ESTRNN-RAW's keys."""
+  if raw and torch_key in _RAW_DIRECT:
+    return _RAW_DIRECT[torch_key]
   module, _, leaf = torch_key.rpartition('.')
   if leaf not in ('weight', 'bias'):
     return None
-  for pattern, template, kind in _RULES:
+  for pattern, template, kind in (_RAW_RULES if raw else _RULES):
     match = re.fullmatch(pattern, module)
     if match:
       path = template.format(*match.groups()).split('/')
@@ -79,10 +107,17 @@ def _flax_location(torch_key: str) -> tuple[tuple[str, ...], str] | None:
   return None
 
 
+def is_raw(state_dict: Mapping[str, Any]) -> bool:
+  """Whether a (prefix-free) state dict is the official ESTRNN-RAW's (its cell has a CBAM)."""
+  return _RAW_SPATIAL_CONV in state_dict
+
+
 def infer_config(state_dict: Mapping[str, Any]) -> dict[str, int]:
   """Reads n_features, n_blocks and the GSA window size (past+future+1) off the tensors' shapes."""
-  if 'cell.F_B0.weight' not in state_dict:
-    raise CheckpointMismatchError("not an ESTRNN state dict: no tensor 'cell.F_B0.weight'")
+  raw = is_raw(state_dict)
+  first = 'cell.F_B0.0.weight' if raw else 'cell.F_B0.weight'   # ESTRNN-RAW's F_B0: conv5x5 8 -> 2C, GELU
+  if first not in state_dict:
+    raise CheckpointMismatchError(f"not an ESTRNN{'-RAW' if raw else ''} state dict: no tensor {first!r}")
   variant = [what for what, present in (('GSA tensors (fusion.*)', 'fusion.fusion.weight' in state_dict),
                                         ('RDB cell tensors (cell.F_R.RDBs.*)',
                                          any(k.startswith('cell.F_R.RDBs.') for k in state_dict))) if not present]
@@ -91,7 +126,7 @@ def infer_config(state_dict: Mapping[str, Any]) -> dict[str, int]:
         f"it has no {' and no '.join(variant)}: the official converter reads only the paper's model (cell='rdb', "
         "fusion='gsa'), the only one with released weights; an ablation variant (cell='resblock', "
         "fusion='concat' or 'none') or another network cannot be converted")
-  n_features = int(state_dict['cell.F_B0.weight'].shape[0])
+  n_features = int(state_dict[first].shape[0]) // (2 if raw else 1)
   fuse_channels = int(state_dict['fusion.fusion.weight'].shape[0])
   blocks = {int(m.group(1)) for k in state_dict if (m := re.match(r'cell\.F_R\.RDBs\.(\d+)\.', k))}
   if blocks != set(range(len(blocks))):
@@ -119,14 +154,17 @@ def convert_state_dict(state_dict: Mapping[str, Any], *, past_frames: int = 2, f
     raise CheckpointMismatchError(
         f"the checkpoint's GSA fuses {config['num_frames']} frames, but past_frames={past_frames} + "
         f'future_frames={future_frames} + 1 = {past_frames + future_frames + 1}')
+  raw = is_raw(state_dict)
   model = model_lib.ESTRNN(n_features=config['n_features'], n_blocks=config['n_blocks'],
-                           past_frames=past_frames, future_frames=future_frames)
+                           past_frames=past_frames, future_frames=future_frames, input='raw' if raw else 'rgb')
   expected = _expected_shapes(model)
 
   params: dict[str, Any] = {}
   unexpected, wrong_shape = [], []
+  if raw:
+    state_dict = _fold_raw_batch_norm(state_dict)
   for key, value in state_dict.items():
-    location = _flax_location(key)
+    location = _flax_location(key, raw)
     if location is None or location[0] not in expected:
       unexpected.append(key)
       continue
@@ -152,11 +190,26 @@ def convert_state_dict(state_dict: Mapping[str, Any], *, past_frames: int = 2, f
     raise CheckpointMismatchError(
         f"not an ESTRNN(n_features={config['n_features']}, n_blocks={config['n_blocks']}) checkpoint: "
         + ' | '.join(problems))
-  if rgb:
+  if rgb and not raw:   # a Bayer frame has no colour order to permute
     params['cell']['F_B0']['kernel'] = params['cell']['F_B0']['kernel'][:, :, ::-1, :].copy()
     out = params['reconstructor']['out']
     out['kernel'], out['bias'] = out['kernel'][..., ::-1].copy(), out['bias'][::-1].copy()
   return model, {'params': params}
+
+
+def _fold_raw_batch_norm(state_dict: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """ESTRNN-RAW's CBAM BatchNorm (eval mode) -> `model.CBAM`'s inference form, under the keys of `_RAW_DIRECT`:
+  scale = weight / sqrt(running_var + eps), shift = bias - running_mean * scale (float64, then float32). A state
+  dict without the four one-channel BatchNorm tensors is returned unchanged (the caller reports what is wrong)."""
+  parts = {name: state_dict.get(_RAW_BATCH_NORM + name) for name in ('weight', 'bias', 'running_mean', 'running_var')}
+  if not all(v is not None and v.shape == (1,) for v in parts.values()):
+    return state_dict
+  folded = {k: v for k, v in state_dict.items() if not k.startswith(_RAW_BATCH_NORM)}
+  weight, bias, mean, var = (parts[k].astype(np.float64) for k in ('weight', 'bias', 'running_mean', 'running_var'))
+  scale = weight / np.sqrt(var + model_lib.BATCH_NORM_EPS)
+  folded['cell.cbam.spatial_scale'] = scale
+  folded['cell.cbam.spatial_shift'] = bias - mean * scale
+  return folded
 
 
 def _expected_shapes(model: model_lib.ESTRNN) -> dict[tuple[str, ...], tuple[int, ...]]:

@@ -44,6 +44,7 @@ class Profile:
   true_macs: int
   executed_macs: int
   true_macs_by_module: dict[str, int]
+  input: str = 'rgb'   # 'raw': ESTRNN-RAW (1-channel Bayer frames)
 
 
 def count_params(model: model_lib.ESTRNN) -> int:
@@ -56,9 +57,9 @@ def _per_frame_calls(model: model_lib.ESTRNN, height: int, width: int):
   variables = {'params': model_lib.abstract_params(model)}
   c = model.n_features
   state = jax.ShapeDtypeStruct((1, height // 4, width // 4, c), jnp.float32)
-  frame = jax.ShapeDtypeStruct((1, height, width, 3), jnp.float32)
+  frame = jax.ShapeDtypeStruct((1, height, width, model.channels), jnp.float32)
   hs = jax.ShapeDtypeStruct((1, model.num_frames, height // 4, width // 4, 5 * c), jnp.float32)
-  centre = jax.ShapeDtypeStruct((1, 1, height, width, 3), jnp.float32)
+  centre = jax.ShapeDtypeStruct((1, 1, height, width, model.channels), jnp.float32)
   step = lambda v, s, x: model.apply(v, s, x, method=model_lib.ESTRNN.step)
   decode = lambda v, h, x: model.apply(v, h, x, method=model_lib.ESTRNN.decode)
   return [(step, (variables, state, frame)), (decode, (variables, hs, centre))]
@@ -94,6 +95,10 @@ def layer_macs(model: model_lib.ESTRNN, height: int, width: int) -> tuple[int, i
     elif isinstance(module, model_lib.SubPixelUpsample):
       per_pixel = 9 * module.in_features * module.features
       record(context, math.prod(args[0].shape[1:-1]) * per_pixel, math.prod(out.shape[1:-1]) * per_pixel)
+    elif isinstance(module, model_lib.CBAM):   # ESTRNN-RAW: its 7x7 spatial conv (2 -> 1); its MLP is Dense calls
+      pixels = math.prod(out.shape[1:-1])
+      macs = pixels * 7 * 7 * 2
+      record(context, macs, macs + 4 * pixels)   # thop also counts the BatchNorm, 4 per element of its map
     elif isinstance(module, model_lib.RDB):   # its dense layers (the 1x1 fuse is a Conv call, counted above)
       c, g = module.in_features, module.growth
       macs = math.prod(args[0].shape[1:-1]) * 9 * g * sum(c + j * g for j in range(module.num_layers))
@@ -157,15 +162,15 @@ def profile_model(model: model_lib.ESTRNN, height: int = 720, width: int = 1280)
   thop, true, by_module = layer_macs(model, height, width)
   return Profile(model.n_features, model.n_blocks, height, width, model.past_frames, model.future_frames,
                  model.cell, model.fusion, count_params(model), thop, true, executed_macs(model, height, width),
-                 by_module)
+                 by_module, model.input)
 
 
 def format_profile(p: Profile) -> str:
   g = lambda macs: f'{macs / 1e9:9.2f} G'
   lines = [
       f'ESTRNN n_features={p.n_features} n_blocks={p.n_blocks} (paper: B{p.n_blocks}C{5 * p.n_features}), '
-      f'past_frames={p.past_frames} future_frames={p.future_frames} cell={p.cell} fusion={p.fusion}, '
-      f'frames {p.height}x{p.width}',
+      f'past_frames={p.past_frames} future_frames={p.future_frames} cell={p.cell} fusion={p.fusion}'
+      + (f' input={p.input}' if p.input != 'rgb' else '') + f', frames {p.height}x{p.width}',
       f'  parameters           {p.params:>12,}',
       f'  MACs/frame, thop     {g(p.thop_macs)}   (the paper\'s convention)',
       f'  MACs/frame, true     {g(p.true_macs)}   (transposed convs over their input pixels)',

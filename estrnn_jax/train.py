@@ -236,12 +236,15 @@ def make_sharded_train_step(config: ml_collections.ConfigDict, model: model_lib.
 
 def abstract_batch(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> dict[str, jax.ShapeDtypeStruct]:
   """The global batch `train_step` receives, as shapes on `mesh`: {'blur': uint8 (B, T, crop, crop, 3),
-  'sharp': uint8 (B, T - past - future, crop, crop, 3)}, B = `config.batch_size`, split over `data`."""
+  'sharp': uint8 (B, T - past - future, crop, crop, 3)}, B = `config.batch_size`, split over `data` (a RAW model:
+  uint16 (..., 1))."""
   b, t, crop = config.batch_size, config.dataset.window_frames, config.dataset.crop_size
   outputs = t - config.model.past_frames - config.model.future_frames
   data = sharding.data_sharding(mesh)
-  return {'blur': jax.ShapeDtypeStruct((b, t, crop, crop, 3), jnp.uint8, sharding=data),
-          'sharp': jax.ShapeDtypeStruct((b, outputs, crop, crop, 3), jnp.uint8, sharding=data)}
+  raw = config.model.get('input', 'rgb') == 'raw'
+  channels, dtype = (1, jnp.uint16) if raw else (3, jnp.uint8)
+  return {'blur': jax.ShapeDtypeStruct((b, t, crop, crop, channels), dtype, sharding=data),
+          'sharp': jax.ShapeDtypeStruct((b, outputs, crop, crop, channels), dtype, sharding=data)}
 
 
 class _PreemptionWatcher:
@@ -310,7 +313,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
       global_batch_size=config.batch_size, window_frames=config.dataset.window_frames,
       past_frames=config.model.past_frames, future_frames=config.model.future_frames,
       crop_size=config.dataset.crop_size, seed=config.seed, num_workers=config.dataset.num_workers,
-      max_sequences=config.dataset.train_sequences)
+      max_sequences=config.dataset.train_sequences, noise_std=config.dataset.get('noise_std', 0.0))
   workdir.mkdir(parents=True, exist_ok=True)
   if jax.process_index() == 0:
     atomic.write_json(workdir / checkpoints.CONFIG_FILE, config.to_dict())

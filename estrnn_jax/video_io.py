@@ -7,6 +7,10 @@ grow with the video's length.
 Frames are uint8, except that a folder of 16-bit grey PNGs reads as uint16 (1000 stays 1000 / 65535, never
 saturated); writers take uint8 or uint16 and store 8 bits per channel.
 
+RAW frames (for ESTRNN-RAW): a folder of 16-bit single-channel TIFFs (`.tiff`/`.tif`, as BSD's `RAW/` folders)
+reads as uint16 (H, W, 1) Bayer frames, bit for bit (`estrnn_jax.raw_frames`), and a folder writer given such
+frames writes them as 16-bit TIFFs. They are never expanded to RGB, and a video cannot hold them.
+
 Writing: videos (`.mp4`, `.mov`, `.mkv`, `.avi`) are H.264 via libx264 when PyAV's FFmpeg has it (it does in
 the PyPI wheels), else MPEG-4 Part 2. H.264 4:2:0 cannot represent odd widths or heights (its chroma is
 subsampled 2x2, and so is its cropping), so odd-sized videos are written as H.264 4:4:4 (`yuv444p`, a
@@ -34,6 +38,7 @@ from PIL import Image
 
 from estrnn_jax import atomic
 from estrnn_jax import images
+from estrnn_jax import raw_frames
 
 VIDEO_SUFFIXES = ('.mp4', '.mov', '.mkv', '.avi', '.webm', '.m4v')
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
@@ -72,6 +77,7 @@ def natural_sort_key(name: str) -> tuple:
 class FrameReader:
   """Iterates over the frames of a video file or a frame folder: (H, W, 3) RGB, uint8 (uint16 for a folder of
   16-bit grey PNGs, whose values are kept). Grey frames are expanded to RGB; RGBA frames must be fully opaque.
+  A folder of RAW TIFFs gives uint16 (H, W, 1) Bayer frames instead (`channels` 1).
 
   Opening decodes the first frame, so an unreadable, corrupt or empty input fails here, before any work.
   Iterating yields every frame once (at most `max_frames`), in order.
@@ -97,7 +103,8 @@ class FrameReader:
       raise VideoIOError(f'{self.path}: no such file or directory.')
     if self.path.is_dir():
       self._files = _list_frame_files(self.path)
-      first = _read_image(self._files[0])
+      self._read = _read_raw if raw_frames.is_raw_frame_file(self._files[0]) else _read_image
+      first = self._read(self._files[0])
       self._frames = self._folder_frames(first)
       count = len(self._files) if max_frames is None else min(len(self._files), max_frames)
       rate = fractions.Fraction(fps).limit_denominator(1001) if fps else DEFAULT_FOLDER_FPS
@@ -159,7 +166,7 @@ class FrameReader:
     for index, file in enumerate(self._files[1:], start=1):
       if self._max_frames is not None and index >= self._max_frames:
         return
-      frame = _read_image(file)
+      frame = self._read(file)
       if frame.dtype != first.dtype:
         raise VideoIOError(f'{file}: is {_depth(frame)}, but {self._files[0].name} is {_depth(first)}; all frames '
                            'of a folder must have one bit depth.')
@@ -170,8 +177,13 @@ class FrameReader:
 
   @property
   def dtype(self) -> np.dtype:
-    """The frames' dtype: uint8, or uint16 for a folder of 16-bit grey PNGs."""
+    """The frames' dtype: uint8, or uint16 for a folder of 16-bit grey PNGs or RAW TIFFs."""
     return self._first.dtype
+
+  @property
+  def channels(self) -> int:
+    """Channels of the frames: 3 (RGB), or 1 for a folder of RAW (Bayer) TIFFs."""
+    return self._first.shape[-1]
 
   def __iter__(self) -> Iterator[np.ndarray]:
     return self._frames
@@ -196,11 +208,24 @@ def read_frames(path: str | os.PathLike, max_frames: int | None = None) -> tuple
 
 
 def _list_frame_files(folder: pathlib.Path) -> list[pathlib.Path]:
-  files = [f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()]
+  files = [f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES + raw_frames.SUFFIXES and f.is_file()]
   if not files:
     raise VideoIOError(f'{folder}: no frames in this folder (expected files ending in '
-                       f'{", ".join(IMAGE_SUFFIXES)}).')
+                       f'{", ".join(IMAGE_SUFFIXES + raw_frames.SUFFIXES)}).')
+  raw = [f for f in files if raw_frames.is_raw_frame_file(f)]
+  if raw and len(raw) != len(files):
+    other = next(f for f in files if not raw_frames.is_raw_frame_file(f))
+    raise VideoIOError(f'{folder}: mixes RAW frames ({raw[0].name}) with PNG/JPEG frames ({other.name}); a folder '
+                       'holds one kind.')
   return sorted(files, key=lambda f: natural_sort_key(f.name))
+
+
+def _read_raw(file: pathlib.Path) -> np.ndarray:
+  """One RAW frame file -> uint16 (H, W, 1), as stored."""
+  try:
+    return raw_frames.read_tiff(file)[..., None]
+  except raw_frames.RawFrameError as e:
+    raise VideoIOError(str(e)) from None
 
 
 def _depth(frame: np.ndarray) -> str:
@@ -364,6 +389,9 @@ class VideoWriter(_Writer):
       raise VideoIOError(f'{self.path}: cannot create the video file ({_describe(e)}).') from None
 
   def write(self, frame: np.ndarray) -> None:
+    if frame.ndim == 3 and frame.shape[-1] == 1:
+      raise VideoIOError(f'{self.path}: RAW (Bayer) frames cannot be written as a video; give a folder name, '
+                         'for 16-bit TIFF frames.')
     frame = _as_uint8(frame)
     if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
       raise ValueError(f'{self.path}: expected a uint8 frame of shape {(self.height, self.width, 3)}, '
@@ -402,17 +430,21 @@ def choose_codec(height: int, width: int) -> tuple[str, str]:
 
 
 class FolderWriter(_Writer):
-  """Writes uint8 (H, W, 3) RGB frames as PNGs into a folder, named `names[i]` (suffix -> .png) or `%08d.png`."""
+  """Writes uint8 (H, W, 3) RGB frames as PNGs into a folder, named `names[i]` (suffix -> .png) or `%08d.png`;
+  with `raw`, uint16 (H, W, 1) RAW frames as 16-bit TIFFs (suffix -> .tiff)."""
 
-  def __init__(self, path: str | os.PathLike, *, names: Sequence[str] | None = None, overwrite: bool = False):
+  def __init__(self, path: str | os.PathLike, *, names: Sequence[str] | None = None, overwrite: bool = False,
+               raw: bool = False):
     self.path = pathlib.Path(path)
     if self.path.suffix.lower() in VIDEO_SUFFIXES:
       raise VideoIOError(f'{self.path}: looks like a video file name, not a folder.')
+    self._raw = raw
+    self._suffix = '.tiff' if raw else '.png'
     self._names = None
     if names is not None:
-      self._names = [str(pathlib.Path(n).with_suffix('.png')) for n in names]
+      self._names = [str(pathlib.Path(n).with_suffix(self._suffix)) for n in names]
       if len(set(self._names)) != len(self._names):
-        raise VideoIOError(f'{self.path}: input frame names collide once their suffixes become .png '
+        raise VideoIOError(f'{self.path}: input frame names collide once their suffixes become {self._suffix} '
                            f'(e.g. a.jpg and a.png); rename the input frames.')
     _prepare_destination(self.path, overwrite)
     self.num_written = 0
@@ -428,9 +460,12 @@ class FolderWriter(_Writer):
         raise ValueError(f'{self.path}: more frames than names ({len(self._names)}).')
       name = self._names[self.num_written]
     else:
-      name = f'{self.num_written:08d}.png'
+      name = f'{self.num_written:08d}{self._suffix}'
     try:
-      Image.fromarray(np.ascontiguousarray(_as_uint8(frame))).save(self.temporary / name, compress_level=1)
+      if self._raw:
+        (self.temporary / name).write_bytes(raw_frames.encode_tiff(frame))
+      else:
+        Image.fromarray(np.ascontiguousarray(_as_uint8(frame))).save(self.temporary / name, compress_level=1)
     except OSError as e:
       raise VideoIOError(f'{self.temporary / name}: cannot write ({_describe(e)}).') from None
     self.num_written += 1
@@ -443,12 +478,18 @@ class FolderWriter(_Writer):
 
 
 def open_writer(path: str | os.PathLike, info: VideoInfo, *, width: int | None = None, crf: int = 18,
-                overwrite: bool = False) -> _Writer:
+                overwrite: bool = False, raw: bool = False) -> _Writer:
   """A `VideoWriter` for a video suffix, else a `FolderWriter` (PNG) keeping a folder input's frame names.
 
-  `width` overrides `info.width` (the side-by-side comparison is twice as wide).
+  `width` overrides `info.width` (the side-by-side comparison is twice as wide). `raw`: the frames are RAW
+  (Bayer) frames, written to a folder as 16-bit TIFFs (a video name is refused).
   """
   width = info.width if width is None else width
+  if raw:
+    if is_video_path(path):
+      raise VideoIOError(f'{path}: RAW (Bayer) frames cannot be written as a video; give a folder name, for '
+                         '16-bit TIFF frames.')
+    return FolderWriter(path, names=info.frame_names, overwrite=overwrite, raw=True)
   if is_video_path(path):
     return VideoWriter(path, height=info.height, width=width, fps=info.fps, rotation=info.rotation, crf=crf,
                        overwrite=overwrite)

@@ -20,7 +20,7 @@ REQUIRED = ('batch_size', 'num_train_steps', 'seed')
 def _all_configs():
   yield 'default', default.get_config()
   yield 'test', test_config.get_config()
-  for setting in bsd.SETTINGS:
+  for setting in bsd.SETTINGS + bsd.RAW_SETTINGS:
     for size in ('b15c80', 'b9c60'):
       yield f'bsd:{setting},{size}', bsd.get_config(f'{setting},{size}')
   for size in ('b15c80', 'b9c60'):

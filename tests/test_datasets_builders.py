@@ -5,6 +5,7 @@ The builder tests stay next to their builders, as in TFDS's own tree (and run al
 `python -m pytest tests` collect them without a second copy.
 """
 
+from datasets.bsd.bsd_dataset_builder_test import BsdRawTest  # noqa: F401
 from datasets.bsd.bsd_dataset_builder_test import BsdTest  # noqa: F401
 from datasets.dvd.dvd_dataset_builder_test import DvdTest  # noqa: F401
 from datasets.dvd.dvd_dataset_builder_test import DvdPresplitTest  # noqa: F401

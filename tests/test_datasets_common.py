@@ -133,7 +133,7 @@ def test_committed_dummy_data_is_what_the_script_writes(tmp_path):
     committed_root = REPO / 'datasets' / name / 'dummy_data'
     written = writer(tmp_path / name)
     committed = sorted(p.relative_to(committed_root) for p in committed_root.rglob('*')
-                       if p.suffix in ('.png', '.jpg'))
+                       if p.suffix in ('.png', '.jpg', '.tiff'))
     assert sorted(p.relative_to(tmp_path / name) for p in written) == committed
     for relative in committed:
       np.testing.assert_array_equal(np.asarray(Image.open(committed_root / relative)),
