@@ -142,7 +142,7 @@ def test_bad_inputs_fail_cleanly(tmp_path, capsys, checkpoint, input_mp4, case):
   expected = {'missing_input': 'no such file', 'corrupt_video': 'cannot open as a video',
               'truncated_video': 'cannot open as a video|no video stream', 'empty_video': 'no video stream',
               'empty_folder': 'no frames', 'unreadable_frame': 'cannot read as an image',
-              'unwritable_output': 'cannot create', 'missing_checkpoint': 'no such checkpoint',
+              'unwritable_output': r'--output .*out\.mp4: cannot be created, .*a_file is a file', 'missing_checkpoint': 'no such checkpoint',
               'bad_checkpoint': 'cannot load the checkpoint', 'not_a_checkpoint_dir': 'not a checkpoint'}[case]
   if case == 'missing_input':
     inputs = tmp_path / 'nowhere.mp4'
