@@ -6,11 +6,15 @@ initialised automatically when such an environment is detected (`--distributed` 
 whose workdir already holds checkpoints resumes from the latest one. A `synthetic_blur/...` dataset that is not
 built yet is built first (in `config.dataset.data_dir`); real datasets are built with `python -m datasets.build`.
 Orbax's INFO lines (dozens per checkpoint) are hidden unless `--verbosity=1`; its warnings and errors always show.
-Errors follow `estrnn_jax.cli`: a user error (bad flag, config field, dataset, or a workdir of another run) is one
-line `main: error: ...` and exit status 1; `--verbosity=1` or ESTRNN_TRACEBACK=1 adds the traceback.
+Errors follow `estrnn_jax.cli`: a user error (bad flag, config field, dataset, a workdir of another run, a damaged
+checkpoint) is one line `main: error: ...` and exit status 1, and leaves the workdir as it was; `--verbosity=1`
+or ESTRNN_TRACEBACK=1 adds the traceback. SIGTERM (or a TPU preemption notice, or on any process of a
+multi-process run) saves a checkpoint after the current step and exits with status 143, saying so; Ctrl-C stops
+at once with status 130 (rerunning resumes from the last checkpoint either way).
 """
 
 import logging as std_logging
+import sys
 
 from absl import app
 from absl import flags
@@ -44,7 +48,7 @@ class _HideOrbaxInfo(std_logging.Filter):
     return record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname.replace('\\', '/')
 
 
-def main(argv: list[str]) -> None:
+def main(argv: list[str]) -> int | None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if logging.get_verbosity() < 1:
@@ -57,7 +61,13 @@ def main(argv: list[str]) -> None:
   logging.info('JAX process %d / %d, %d local / %d global devices (%s).', jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count(), jax.default_backend())
   _ensure_dataset(config)
-  train.train_and_evaluate(config, flags.FLAGS.workdir)
+  state = train.train_and_evaluate(config, flags.FLAGS.workdir)
+  step = int(jax.device_get(state.step))
+  if step < config.num_train_steps:   # stopped by SIGTERM / a preemption notice, after saving this step
+    print(f'main: stopped at step {step} of {config.num_train_steps} by SIGTERM (or a preemption notice) after '
+          f'saving its checkpoint; rerun the same command to resume.', file=sys.stderr, flush=True)
+    return cli.EXIT_TERMINATED
+  return None
 
 
 def _ensure_dataset(config: ml_collections.ConfigDict) -> None:

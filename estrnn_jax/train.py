@@ -39,6 +39,7 @@ import orbax.checkpoint as ocp
 
 from estrnn_jax import atomic
 from estrnn_jax import checkpoints
+from estrnn_jax import destinations
 from estrnn_jax import evaluation
 from estrnn_jax import images
 from estrnn_jax import input_pipeline
@@ -271,6 +272,33 @@ class _PreemptionWatcher:
       self._previous = None
 
 
+def _latest_step(workdir: epath.Path) -> int | None:
+  """The newest finished checkpoint step in `workdir` (None for none); creates and writes nothing."""
+  if not resume.has_checkpoint(workdir):
+    return None
+  manager = checkpoints.checkpoint_manager(workdir, read_only=True)
+  try:
+    return manager.latest_step()
+  finally:
+    manager.close()
+
+
+def _restore(manager: ocp.CheckpointManager, workdir: epath.Path, step: int, abstract_state: TrainState,
+             train_iter: Any) -> tuple[TrainState, Any]:
+  """Train state and data iterator of checkpoint `step`; a damaged step is a one-line error saying what to do."""
+  step_dir = workdir / checkpoints.CHECKPOINTS_DIR / str(step)
+  logging.info('Resuming from %s.', step_dir)
+  try:
+    restored = manager.restore(step, args=checkpoints.restore_args(abstract_state, train_iter))
+  except Exception as e:  # pylint: disable=broad-exception-caught  (its arrays fit: the files are bad)
+    older = sorted((s for s in manager.all_steps() if s < step), reverse=True)
+    instead = (f'To resume from step {older[0]}, the newest other checkpoint, move {step_dir} out of '
+               f'{step_dir.parent} (nothing is deleted for you); or start a fresh --workdir.' if older else
+               'It is the only checkpoint: start a fresh --workdir (or restore the step from a copy).')
+    raise checkpoints.damaged(step_dir, e, f'Nothing was written. {instead}') from None
+  return restored[checkpoints.STATE_ITEM], restored[checkpoints.DATA_ITER_ITEM]
+
+
 def _check_finite(step: int, values: Mapping[str, float], last_saved: int | None) -> None:
   bad = {k: v for k, v in values.items() if k in ('loss', 'grad_norm', 'param_norm') and not np.isfinite(v)}
   if bad:
@@ -284,9 +312,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
                        mesh: jax.sharding.Mesh | None = None) -> TrainState:
   """Trains (resuming if `workdir` has checkpoints) and evaluates; returns the final state.
 
+  Nothing in `workdir` is written until its latest checkpoint is restored (or found absent): a refused or failed
+  resume leaves it byte for byte as it was.
+
   Raises:
     resume.ResumeMismatchError: `workdir` holds checkpoints of a run with another model or other run fields
-      (`estrnn_jax.resume`); nothing in it is written.
+      (`estrnn_jax.resume`), told by its JSON files or, without them, by the checkpoint's own arrays.
+    checkpoints.CheckpointDamagedError: the latest checkpoint cannot be read (a truncated or missing file);
+      the error names it and how to resume from the previous one.
 
   Args:
     config: see `configs/default.py` for every field.
@@ -294,6 +327,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
     mesh: a 1-D `data` mesh to train on; default: every device of every process.
   """
   workdir = epath.Path(workdir)
+  if config.num_train_steps < 0:
+    raise ValueError(f'config.num_train_steps={config.num_train_steps} must be >= 0 (0 writes the initial '
+                     'weights as the step-0 checkpoint).')
   mesh = mesh or sharding.make_mesh()
   local_batch = sharding.check_batch_size(config.batch_size, mesh)
 
@@ -311,37 +347,41 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
       past_frames=config.model.past_frames, future_frames=config.model.future_frames,
       crop_size=config.dataset.crop_size, seed=config.seed, num_workers=config.dataset.num_workers,
       max_sequences=config.dataset.train_sequences)
-  workdir.mkdir(parents=True, exist_ok=True)
   if jax.process_index() == 0:
-    atomic.write_json(workdir / checkpoints.CONFIG_FILE, config.to_dict())
-    atomic.write_json(workdir / checkpoints.MODEL_CONFIG_FILE, model.to_config())
-  writer = metric_writers.create_default_writer(str(workdir), just_logging=jax.process_index() > 0)
-  writer.write_hparams(_flatten(config.to_dict()))
+    destinations.check_writable(workdir, flag='--workdir', into=True)
+  abstract_state, state_sharding = abstract_train_state(model, tx, mesh)
+  latest = _latest_step(workdir)
+  if latest is not None:   # the checkpoint's own arrays against this run's state (catches a lost model_config.json)
+    resume.check_saved_state(workdir, latest, abstract_state)
 
   state, state_sharding = create_train_state(model, tx, mesh, model_lib.init_key(config.seed))
-  num_params = sum(x.size for x in jax.tree.leaves(state.params))
-  logging.info('ESTRNN %s: %d parameters. Mesh: %d devices over %d processes; batch %d (%d per process).',
-               model.to_config(), num_params, mesh.devices.size, jax.process_count(),
-               config.batch_size, local_batch)
-
   manager = checkpoints.checkpoint_manager(workdir, keep=config.keep_checkpoints,
                                            keep_best=config.keep_best_checkpoints)
-  latest = manager.latest_step()
   if latest is not None:
-    logging.info('Resuming from %s.', workdir / checkpoints.CHECKPOINTS_DIR / str(latest))
-    abstract_state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                                  state, state_sharding)
-    restored = manager.restore(latest, args=checkpoints.restore_args(abstract_state, train_iter))
-    state = restored[checkpoints.STATE_ITEM]
-    train_iter = restored[checkpoints.DATA_ITER_ITEM]
+    state, train_iter = _restore(manager, workdir, latest, abstract_state, train_iter)
   elif config.init_from:
     # Fine-tuning: the stored weights at step 0, a fresh optimiser.
     params = load_init_params(config.init_from, model)
     state = jax.jit(functools.partial(_state_from_params, tx=tx), out_shardings=state_sharding)(params)
     logging.info('Initialised the parameters from %s (step 0, fresh optimiser state).', config.init_from)
+  # Only now, with the run's state in hand, is anything of the workdir written.
+  if jax.process_index() == 0:
+    atomic.write_json(workdir / checkpoints.CONFIG_FILE, config.to_dict())
+    atomic.write_json(workdir / checkpoints.MODEL_CONFIG_FILE, model.to_config())
+  writer = metric_writers.create_default_writer(str(workdir), just_logging=jax.process_index() > 0)
+  writer.write_hparams(_flatten(config.to_dict()))
+  num_params = sum(x.size for x in jax.tree.leaves(state.params))
+  logging.info('ESTRNN %s: %d parameters. Mesh: %d devices over %d processes; batch %d (%d per process).',
+               model.to_config(), num_params, mesh.devices.size, jax.process_count(),
+               config.batch_size, local_batch)
   start_step = int(jax.device_get(state.step))
 
   sharded_train_step = make_sharded_train_step(config, model, mesh, state_sharding)
+  if jax.process_count() > 1:
+    # CPU collectives (gloo) give up when one process reaches the first all-reduce 30 s before another, as when
+    # only one found the step in the compilation cache: every process compiles first, then they meet.
+    sharded_train_step = sharded_train_step.lower(abstract_state, abstract_batch(config, mesh)).compile()
+    sharding.wait_for_all_processes('train step compiled')
   evaluator = evaluation.SequenceEvaluator(
       model, protocol=config.eval.protocol, chunk_frames=config.eval.chunk_frames, rounding=config.eval.rounding,
       loss=config.loss, chunks_per_device=config.eval.chunks_per_device)
