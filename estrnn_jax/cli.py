@@ -183,9 +183,12 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def is_device_out_of_memory(error: BaseException) -> bool:
-  """True for XLA's out-of-memory error: a `jax.errors.JaxRuntimeError` (XlaRuntimeError) with RESOURCE_EXHAUSTED."""
+  """True for XLA's out-of-memory error: a `jax.errors.JaxRuntimeError` (XlaRuntimeError) with RESOURCE_EXHAUSTED,
+  or, when the allocation fails in an asynchronously dispatched computation, `INTERNAL: Error dispatching
+  computation: ... Out of memory allocating N bytes` (what the CPU backend raises when the result is fetched)."""
   jax_errors = sys.modules.get('jax.errors')
   runtime_error = getattr(jax_errors, 'JaxRuntimeError', None)
   is_xla_error = (isinstance(error, runtime_error) if runtime_error is not None
                   else type(error).__name__ in ('XlaRuntimeError', 'JaxRuntimeError'))
-  return is_xla_error and 'RESOURCE_EXHAUSTED' in str(error)
+  text = str(error)
+  return is_xla_error and ('RESOURCE_EXHAUSTED' in text or 'out of memory' in text.lower())

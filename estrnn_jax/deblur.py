@@ -23,8 +23,8 @@ work the outputs are checked: not an input under another name (symlink, hard lin
 moved into place when complete; on any error, Ctrl-C or SIGTERM nothing is left behind, and temporaries of an
 earlier run that was killed outright are removed by the next run to the same output.
 Errors follow `estrnn_jax.cli`: one line `deblur: error: ...`, exit status 1 (130 for Ctrl-C, 143 for SIGTERM);
-`--verbosity=1` or ESTRNN_TRACEBACK=1 adds the traceback. Frames too large for the device give an out-of-memory error that names the
-frame size and suggests `--tile`.
+`--verbosity=1` or ESTRNN_TRACEBACK=1 adds the traceback. Frames too large for the device give an out-of-memory
+error that names the frame size and suggests `--tile`.
 """
 
 from __future__ import annotations

@@ -383,6 +383,7 @@ class VideoWriter(_Writer):
       if rotation:
         self._stream.set_display_rotation(rotation)
       self._rate = rate
+      self._container.start_encoding()   # opens the file now (FFmpeg would wait for the first packet)
     except (av.FFmpegError, OSError) as e:
       self.abort()
       raise VideoIOError(f'{self.path}: cannot create the video file ({_reason(e)}).') from None
