@@ -20,14 +20,17 @@ from absl import app
 from absl import flags
 from absl import logging
 import jax
-from jax.experimental import multihost_utils
 import ml_collections
 from ml_collections import config_flags
 
 from datasets import build as datasets_build
 from estrnn_jax import cli
 from estrnn_jax import runtime
+from estrnn_jax import sharding
 from estrnn_jax import train
+
+# How long the other processes wait while process 0 renders a synthetic dataset (`large` takes many minutes).
+_DATASET_BUILD_TIMEOUT_S = 3 * 3600
 
 
 def define_flags() -> None:
@@ -87,9 +90,9 @@ def _ensure_dataset(config: ml_collections.ConfigDict) -> None:
   if jax.process_index() == 0:
     build_if_missing()
   if jax.process_count() > 1:
-    multihost_utils.sync_global_devices('estrnn_dataset_built_by_process_0')
+    sharding.wait_for_all_processes('dataset built by process 0', timeout_s=_DATASET_BUILD_TIMEOUT_S)
     build_if_missing()  # data_dir may be local to each host
-    multihost_utils.sync_global_devices('estrnn_dataset_ready')
+    sharding.wait_for_all_processes('dataset ready', timeout_s=_DATASET_BUILD_TIMEOUT_S)
 
 
 if __name__ == '__main__':

@@ -64,9 +64,9 @@ def shard_batch(batch: Any, mesh: Mesh) -> Any:
   return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)
 
 
-def wait_for_all_processes(purpose: str) -> None:
+def wait_for_all_processes(purpose: str, timeout_s: int = 300) -> None:
   """Blocks until every process gets here (a no-op for one process), through the coordination service, not a
   device collective: CPU collectives (gloo) fail when one process reaches them over 30 s before another, so
-  processes meet here before the first collective that may follow uneven work (compiling, evaluating)."""
-  if jax.process_count() > 1:
-    ocp.multihost.sync_global_processes(f'estrnn: {purpose} #{next(_barriers)}')
+  processes meet here after uneven work (compiling, evaluating, building a dataset), before a collective."""
+  if jax.process_count() > 1:   # (Orbax's `sync_global_processes` would use a device collective by default)
+    ocp.multihost.get_barrier_sync_fn()(key=f'estrnn: {purpose} #{next(_barriers)}', timeout_ms=timeout_s * 1000)

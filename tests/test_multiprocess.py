@@ -36,17 +36,6 @@ OVERRIDES = {'num_train_steps': STEPS, 'optimizer.schedule': 'cosine', 'optimize
 pytestmark = pytest.mark.timeout(900)
 
 
-@pytest.fixture(scope='module')
-def data_dir(tiny_dataset):
-  return tiny_dataset
-
-
-@pytest.fixture(scope='module')
-def cache_dir(compilation_cache):
-  """Shared by the launches, this process's runs and tests/test_train.py's (the same 8-device program)."""
-  return compilation_cache
-
-
 def _free_port() -> int:
   with socket.socket() as s:
     s.bind(('localhost', 0))
@@ -108,9 +97,10 @@ def _one_process_run(data_dir, cache_dir, workdir):
   return jax.device_get(train.train_and_evaluate(config, workdir).params)
 
 
-def test_two_processes_train_as_one_and_resume_exactly_after_sigterm(data_dir, cache_dir, tmp_path):
+def test_two_processes_train_as_one_and_resume_exactly_after_sigterm(tiny_dataset, compilation_cache, tmp_path):
   """One test, so that the unbroken run the resumed one is compared with is made once (pytest-xdist would make a
   module fixture once per worker)."""
+  data_dir, cache_dir = tiny_dataset, compilation_cache
   unbroken = tmp_path / 'unbroken'
   pair = _train_pair(tmp_path, unbroken, data_dir, cache_dir)
   assert pair.wait() == [0, 0], pair.tails()
@@ -145,9 +135,10 @@ def test_two_processes_train_as_one_and_resume_exactly_after_sigterm(data_dir, c
   assert _max_difference(_params(workdir), _params(unbroken)) == 0.0
 
 
-def test_evaluation_gathers_both_processes_into_one_table(data_dir, tmp_path):
+def test_evaluation_gathers_both_processes_into_one_table(tiny_dataset, tmp_path):
   """Each process scores one of the two validation sequences; process 0 writes the table of both, as one process
   scoring both writes it."""
+  data_dir = tiny_dataset
   model = model_lib.ESTRNN(n_features=4, n_blocks=2)
   checkpoint = str(checkpoints.save_model(tmp_path / 'model', model, model_lib.init_params(model, 1)))
   common = ['--config=configs/test.py', f'--config.dataset.data_dir={data_dir}', f'--checkpoint={checkpoint}',
