@@ -73,7 +73,8 @@ def check_free_space(path: epath.PathLike, needed_bytes: int, *, flag: str) -> N
   if is_remote(path):
     return
   folder = _nearest_existing(os.path.abspath(os.fspath(path)))
-  free = os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize
+  disk = os.statvfs(folder)
+  free = disk.f_bavail * disk.f_frsize
   if free < needed_bytes:
     raise cli.UserError(f'{flag} {path}: needs about {_megabytes(needed_bytes)} and {folder} has '
                         f'{_megabytes(free)} free.')
