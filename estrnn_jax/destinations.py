@@ -116,10 +116,11 @@ def cause(error: BaseException) -> str | None:
   return None
 
 
-def write_failure(flag: str, path: epath.PathLike, error: BaseException) -> cli.UserError | None:
+def write_failure(flag: str, path: epath.PathLike, error: BaseException, *,
+                  outcome: str = 'nothing was written there') -> cli.UserError | None:
   """The one-line error for a write of `path` that failed with `error` because of its destination (None when the
-  destination is not the cause). It names the user's output, not the temporary the data went to."""
+  destination is not the cause). It names the user's output, not the temporary the data went to, and `outcome`."""
   reason = cause(error)
   if reason is None:
     return None
-  return cli.UserError(f'{flag} {path}: cannot write it ({reason}); nothing was written there.')
+  return cli.UserError(f'{flag} {path}: cannot write it ({reason}); {outcome}.')

@@ -18,7 +18,8 @@ the gradient all-reduce. The state is built shapes-first (`jax.eval_shape` -> sh
     is NaN or Inf; nothing after the last finite step is ever saved.
 """
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+import contextlib
 import functools
 import os
 import signal
@@ -299,6 +300,21 @@ def _restore(manager: ocp.CheckpointManager, workdir: epath.Path, step: int, abs
   return restored[checkpoints.STATE_ITEM], restored[checkpoints.DATA_ITER_ITEM]
 
 
+@contextlib.contextmanager
+def _checkpoint_writes(workdir: epath.Path, outcome: str) -> Iterator[None]:
+  """A checkpoint save that fails because of the workdir's disk (full, read-only, ...) becomes one line naming the
+  workdir, and the step Orbax was writing under its temporary name is removed; earlier checkpoints stay."""
+  try:
+    yield
+  except Exception as e:  # pylint: disable=broad-exception-caught  (Orbax wraps the OS error in its own types)
+    failure = destinations.write_failure('--workdir', workdir, e, outcome=f'{outcome} (earlier ones are kept)')
+    if failure is None:
+      raise
+    for temporary in (workdir / checkpoints.CHECKPOINTS_DIR).glob('*.orbax-checkpoint-tmp*'):
+      atomic.remove(temporary)
+    raise failure from None
+
+
 def _check_finite(step: int, values: Mapping[str, float], last_saved: int | None) -> None:
   bad = {k: v for k, v in values.items() if k in ('loss', 'grad_norm', 'param_norm') and not np.isfinite(v)}
   if bad:
@@ -411,8 +427,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
 
   def save(step: int, eval_metrics: Mapping[str, float] | None = None):
     nonlocal last_saved
-    manager.save(step, args=checkpoints.save_args(state, train_iter),
-                 metrics=dict(eval_metrics) if eval_metrics else None, force=True)
+    with _checkpoint_writes(workdir, f'step {step} was not saved'):   # (or the previous, asynchronous save)
+      manager.save(step, args=checkpoints.save_args(state, train_iter),
+                   metrics=dict(eval_metrics) if eval_metrics else None, force=True)
     last_saved = step
 
   try:
@@ -453,6 +470,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
         logging.warning('Stopping at step %d after saving a checkpoint (preemption).', step)
         break
     flush_pending()
+    with _checkpoint_writes(workdir, f'the checkpoint of step {last_saved} was not saved'):
+      manager.wait_until_finished()   # where an asynchronous save's failure surfaces
   finally:
     watcher.close()
     manager.wait_until_finished()

@@ -256,6 +256,19 @@ def test_damaged_latest_checkpoint_is_named_with_the_way_back(preempted_workdir,
   assert max(jax.tree.leaves(differences)) == 0.0
 
 
+def test_full_disk_during_a_checkpoint_save_names_the_workdir(config, mounts, capsys):
+  """The workdir's disk fills while Orbax writes the step: one line naming --workdir and the cause (not Orbax's
+  temporary), and the half-written step is removed."""
+  from estrnn_jax import cli  # pylint: disable=g-import-not-at-top
+  workdir = mounts.tiny('160k')   # room for the JSON files and events, not for a train state (~0.7 MB)
+  config.num_train_steps = 1
+  assert cli.guarded('main', lambda: train.train_and_evaluate(config, workdir)) == 1
+  line = capsys.readouterr().err.strip().splitlines()[-1]
+  assert re.fullmatch(rf'main: error: --workdir {workdir}: cannot write it \(No space left on device\); (the '
+                      r'checkpoint of )?step 1 was not saved \(earlier ones are kept\)\.', line), line
+  assert [p.name for p in (workdir / 'checkpoints').iterdir()] == []
+
+
 def _snapshot(directory):
   """{relative path: (bytes, mtime_ns)} of every file under `directory`, and every directory's mtime."""
   return {str(p.relative_to(directory)): (p.read_bytes() if p.is_file() else None, p.stat().st_mtime_ns)
