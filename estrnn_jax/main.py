@@ -25,6 +25,7 @@ from ml_collections import config_flags
 
 from datasets import build as datasets_build
 from estrnn_jax import cli
+from estrnn_jax import destinations
 from estrnn_jax import runtime
 from estrnn_jax import sharding
 from estrnn_jax import train
@@ -63,6 +64,9 @@ def main(argv: list[str]) -> int | None:
     runtime.use_compilation_cache(config.compilation_cache_dir)
   logging.info('JAX process %d / %d, %d local / %d global devices (%s).', jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count(), jax.default_backend())
+  train.check_steps(config)   # these two before a dataset is built (minutes); train_and_evaluate checks again
+  if jax.process_index() == 0:
+    destinations.check_writable(flags.FLAGS.workdir, flag='--workdir', into=True)
   _ensure_dataset(config)
   state = train.train_and_evaluate(config, flags.FLAGS.workdir)
   step = int(jax.device_get(state.step))

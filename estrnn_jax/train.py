@@ -292,12 +292,19 @@ def _restore(manager: ocp.CheckpointManager, workdir: epath.Path, step: int, abs
   try:
     restored = manager.restore(step, args=checkpoints.restore_args(abstract_state, train_iter))
   except Exception as e:  # pylint: disable=broad-exception-caught  (its arrays fit: the files are bad)
-    older = sorted((s for s in manager.all_steps() if s < step), reverse=True)
-    instead = (f'To resume from step {older[0]}, the newest other checkpoint, move {step_dir} out of '
-               f'{step_dir.parent} (nothing is deleted for you); or start a fresh --workdir.' if older else
-               'It is the only checkpoint: start a fresh --workdir (or restore the step from a copy).')
-    raise checkpoints.damaged(step_dir, e, f'Nothing was written. {instead}') from None
+    raise checkpoints.damaged(step_dir, e, _way_back(workdir, step)) from None
   return restored[checkpoints.STATE_ITEM], restored[checkpoints.DATA_ITER_ITEM]
+
+
+def _way_back(workdir: epath.Path, step: int) -> str:
+  """What to do when checkpoint `step` (the latest) of `workdir` is damaged: resume from the one before it."""
+  step_dir = workdir / checkpoints.CHECKPOINTS_DIR / str(step)
+  older = sorted((int(p.name) for p in step_dir.parent.iterdir() if p.name.isdigit() and int(p.name) < step),
+                 reverse=True)
+  instead = (f'To resume from step {older[0]}, the newest other checkpoint, move {step_dir} out of '
+             f'{step_dir.parent} (nothing is deleted for you); or start a fresh --workdir.' if older else
+             'It is the only checkpoint: start a fresh --workdir (or restore the step from a copy).')
+  return f'Nothing was written. {instead}'
 
 
 @contextlib.contextmanager
@@ -324,6 +331,13 @@ def _check_finite(step: int, values: Mapping[str, float], last_saved: int | None
                              f'({kept}) is kept.')
 
 
+def check_steps(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError for a step count no run can have (checked before a dataset is built or a file written)."""
+  if config.num_train_steps < 0:
+    raise ValueError(f'config.num_train_steps={config.num_train_steps} must be >= 0 (0 writes the initial '
+                     'weights as the step-0 checkpoint).')
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.PathLike, *,
                        mesh: jax.sharding.Mesh | None = None) -> TrainState:
   """Trains (resuming if `workdir` has checkpoints) and evaluates; returns the final state.
@@ -343,9 +357,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
     mesh: a 1-D `data` mesh to train on; default: every device of every process.
   """
   workdir = epath.Path(workdir)
-  if config.num_train_steps < 0:
-    raise ValueError(f'config.num_train_steps={config.num_train_steps} must be >= 0 (0 writes the initial '
-                     'weights as the step-0 checkpoint).')
+  check_steps(config)
   mesh = mesh or sharding.make_mesh()
   local_batch = sharding.check_batch_size(config.batch_size, mesh)
 
@@ -368,7 +380,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
   abstract_state, state_sharding = abstract_train_state(model, tx, mesh)
   latest = _latest_step(workdir)
   if latest is not None:   # the checkpoint's own arrays against this run's state (catches a lost model_config.json)
-    resume.check_saved_state(workdir, latest, abstract_state)
+    try:
+      resume.check_saved_state(workdir, latest, abstract_state)
+    except checkpoints.CheckpointDamagedError as e:   # its metadata is unreadable
+      raise checkpoints.CheckpointDamagedError(f'{e} {_way_back(workdir, latest)}') from None
 
   state, state_sharding = create_train_state(model, tx, mesh, model_lib.init_key(config.seed))
   manager = checkpoints.checkpoint_manager(workdir, keep=config.keep_checkpoints,

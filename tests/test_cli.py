@@ -142,10 +142,13 @@ def test_datasets_build_bad_inputs(tmp_path, args, fragments):
     (['--workdir={tmp}/w', '--config=configs/nope.py'], ['configs/nope.py']),
     (['--workdir={tmp}/w', '--config=configs/test.py', '--config.num_train_steps=-5',
       '--config.dataset.data_dir={tmp}/tfds'], ['config.num_train_steps=-5 must be >= 0']),
+    (['--workdir=README.md/w', '--config=configs/test.py', '--config.dataset.data_dir={tmp}/tfds'],
+     ['--workdir README.md/w: cannot be created, ', 'README.md is a file, not a folder.']),
 ])
 def test_main_bad_inputs(tmp_path, args, fragments):
   assert_one_line_error(run_command('estrnn_jax.main', *[a.format(tmp=tmp_path) for a in args]), 'main', *fragments)
   assert not (tmp_path / 'w').exists()   # refused before the workdir is created
+  assert not (tmp_path / 'tfds').exists()   # and before the synthetic dataset is built
 
 
 @pytest.mark.parametrize('args,fragments', [

@@ -256,6 +256,27 @@ def test_damaged_latest_checkpoint_is_named_with_the_way_back(preempted_workdir,
   assert max(jax.tree.leaves(differences)) == 0.0
 
 
+def test_unreadable_metadata_of_the_latest_checkpoint_is_named_with_the_way_back(preempted_workdir, data_dir,
+                                                                                  cache_dir, tmp_path):
+  """The latest step's description of its arrays (Orbax's _METADATA) truncated: refused before anything is
+  restored or written, with the same way back as for a damaged array file."""
+  workdir = tmp_path / 'run'
+  shutil.copytree(preempted_workdir[0], workdir)
+  latest = workdir / 'checkpoints' / str(COSINE_STEPS)
+  metadata = latest / 'state' / '_METADATA'
+  metadata.write_bytes(metadata.read_bytes()[:100])
+  before = conftest.tree_digest(workdir)
+  with pytest.raises(checkpoints.CheckpointDamagedError) as info:
+    train.train_and_evaluate(_cosine_config(data_dir, cache_dir), workdir)
+  message = str(info.value)
+  assert message.startswith(f'{latest / "state"} is damaged or incomplete and cannot be read ('), message
+  assert message.endswith(f'Its description of the saved arrays is unreadable. Nothing was written. To resume from '
+                          f'step {PREEMPTED_AT}, the newest other checkpoint, move {latest} out of {latest.parent} '
+                          '(nothing is deleted for you); or start a fresh --workdir.'), message
+  assert '\n' not in message
+  assert conftest.tree_digest(workdir) == before
+
+
 def test_full_disk_during_a_checkpoint_save_names_the_workdir(config, mounts, capsys):
   """The workdir's disk fills while Orbax writes the step: one line naming --workdir and the cause (not Orbax's
   temporary), and the half-written step is removed."""
