@@ -71,6 +71,7 @@ def test_tiny_train_step_compiles_for_a_tpu_slice():
     (['--target=v5litepod-4', '--deblur_size=720'], '--deblur_size must be HEIGHTxWIDTH'),
     (['--target=v5litepod-3'], 'no v5litepod slice has 3 chips'),
     (['--target=v5litepod-4', '--config.model.n_blockz=2'], 'no such field'),
+    (['--target=v5litepod-4', '--json=README.md/plan.json'], '--json README.md/plan.json: cannot be created, '),
 ])
 def test_bad_input_is_a_one_line_error(args, message):
   result = subprocess.run([sys.executable, '-m', 'estrnn_jax.plan', '--config=configs/test.py', *args],
