@@ -1,6 +1,6 @@
 """Where commands write: destinations checked before any work on real read-only and full filesystems, paths
-compared by what they are, temporaries of killed runs recognised; each fault is one `<command>: error:` line, no
-traceback, and the user's files unchanged (hashed before and after).
+compared by what they are, temporaries of killed runs recognised, a damaged Orbax checkpoint named; each fault is one
+`<command>: error:` line, no traceback, and the user's files unchanged (hashed before and after).
 
 Read-only and full disks are real mounts (`conftest.mounts`: a read-only bind mount, a tiny tmpfs); those tests
 are skipped where mounting is not allowed (not root).
@@ -19,6 +19,7 @@ import conftest
 from datasets import build as build_lib
 from datasets import common as datasets_common
 from estrnn_jax import atomic
+from estrnn_jax import checkpoints
 from estrnn_jax import cli
 from estrnn_jax import convert
 from estrnn_jax import cross_evaluate
@@ -26,6 +27,7 @@ from estrnn_jax import deblur
 from estrnn_jax import destinations
 from estrnn_jax import evaluate
 from estrnn_jax import export
+from estrnn_jax import model as model_lib
 from estrnn_jax import video_io
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -261,3 +263,34 @@ def test_temporaries_of_dead_processes_are_removed_others_kept(tmp_path):
   atomic.write_json(target, {'a': 1})
   assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
       ['results.json', mine.name, elsewhere.name, legacy.name, other.name])
+
+
+# ---- damaged checkpoints -------------------------------------------------------------------------------------
+
+
+def test_damaged_orbax_checkpoint_is_one_line_for_evaluate_deblur_and_export(tmp_path, capsys):
+  """A data file of an Orbax checkpoint truncated (what a full disk or an interrupted copy leaves): TensorStore's
+  error under Orbax's becomes one line naming the checkpoint, for every command that reads one; nothing is
+  written, and the damaged checkpoint is not deleted."""
+  from configs import test as test_config  # pylint: disable=g-import-not-at-top
+  model = model_lib.ESTRNN(n_features=4, n_blocks=2)
+  saved = pathlib.Path(checkpoints.save_model(tmp_path / 'model', model, model_lib.init_params(model, 0)))
+  data = [p for p in (saved / checkpoints.STATE_ITEM).rglob('*') if p.is_file() and p.parent.name == 'd']
+  largest = max(data, key=lambda p: p.stat().st_size)
+  assert largest.stat().st_size > 10_000   # the parameters' bytes (~0.24 MB), not a small index file
+  largest.write_bytes(largest.read_bytes()[:1000])
+  frames = _frames(tmp_path / 'frames', 6)
+  config = test_config.get_config()
+  config.dataset.data_dir = str(tmp_path / 'no_dataset')   # never reached: the checkpoint is read first
+  before = conftest.tree_digest(tmp_path)
+  commands = {
+      'evaluate': lambda: evaluate.run(config, str(saved), output_dir=str(tmp_path / 'results')),
+      'deblur': lambda: deblur.run(deblur.build_parser().parse_args(
+          ['--checkpoint', str(saved), '--input', str(frames), '--output', str(tmp_path / 'sharp.mp4')])),
+      'export': lambda: export.export(str(saved), 'onnx', 32, 32, str(tmp_path / 'onnx'), log=lambda *_: None),
+  }
+  for command, fn in commands.items():
+    line = _guarded(capsys, command, fn)
+    assert f'{saved} is damaged or incomplete and cannot be read (' in line, line
+    assert line.endswith('Choose another checkpoint step, or restore this one from a copy.'), line
+    assert conftest.tree_digest(tmp_path) == before
