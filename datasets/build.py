@@ -14,14 +14,16 @@ your dataset, and `--blur_dir` / `--sharp_dir` name the frame folders inside eac
 MANUAL_DOWNLOAD_INSTRUCTIONS say how; not needed for synthetic_blur). The result lands in
 `<data_dir>/<name>/<config>/<version>/` and is read with
 `tfds.data_source('<name>/<config>', data_dir=<data_dir>, split=...)`. An existing, complete dataset is
-reused unless `--overwrite`; a failed build leaves no dataset behind (TFDS writes into a temporary
-folder and renames it when done).
+reused unless `--overwrite`; `--data_dir` is checked to be writable first; a failed or interrupted build
+leaves nothing behind: TFDS writes into a temporary folder and renames it when done, and the folders it made
+before failing (`downloads/`, `<name>/<config>/`, `<name>/.config/`) are removed again.
 `--frame_format` is how frames are stored (`estrnn_jax.frame_storage`): 'raw' (default: a training window
 reads at memory speed) or 'png' (smaller, every read decodes whole frames); the choice is recorded in the
 dataset's metadata.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+import contextlib
 import os
 
 from absl import app
@@ -37,7 +39,9 @@ from datasets.gopro import gopro_dataset_builder
 from datasets.paired_folders import paired_folders_dataset_builder
 from datasets.reds import reds_dataset_builder
 from datasets.synthetic_blur import synthetic_blur_dataset_builder
+from estrnn_jax import atomic
 from estrnn_jax import cli
+from estrnn_jax import destinations
 from estrnn_jax import frame_storage
 from estrnn_jax import records
 
@@ -122,7 +126,10 @@ def build(name: str, data_dir: epath.PathLike | None = None, manual_dir: epath.P
       download_mode=mode,
       compute_stats=tfds.download.ComputeStatsMode.SKIP,
   )
-  builder.download_and_prepare(download_config=download_config)  # ArrayRecord: set by make_builder
+  if overwrite or not builder.is_prepared():
+    destinations.check_writable(builder.data_dir_root, flag='--data_dir', into=True)
+  with _removed_on_failure(epath.Path(builder.data_dir_root)):
+    builder.download_and_prepare(download_config=download_config)  # ArrayRecord: set by make_builder
   if builder.info.file_format != tfds.core.FileFormat.ARRAY_RECORD:
     raise ValueError(f'{builder.data_dir} holds {builder.info.file_format.value} files, not ArrayRecord; '
                      'rebuild it with overwrite=True (--overwrite).')
@@ -138,6 +145,30 @@ def build(name: str, data_dir: epath.PathLike | None = None, manual_dir: epath.P
     if stale:
       raise ValueError(f'{stale}; rebuild it with overwrite=True (--overwrite).')
   return builder
+
+
+@contextlib.contextmanager
+def _removed_on_failure(root: epath.Path) -> Iterator[None]:
+  """Deletes what a failed (or interrupted) build created under `root`: the folders TFDS makes before it
+  writes (`downloads/`, `<name>/<config>/`, `<name>/.config/`, `root` itself), never what was there before."""
+  before = _entries(root)
+  try:
+    yield
+  except BaseException:
+    for path in sorted(_entries(root) - before, key=lambda p: len(p.parts)):
+      atomic.remove(path)   # shallowest first: a new folder takes its contents with it
+    raise
+
+
+def _entries(root: epath.Path, depth: int = 3) -> set[epath.Path]:
+  """`root` and what lies at most `depth` levels below it (TFDS's layout: <name>/<config>/<version>)."""
+  if not root.exists():
+    return set()
+  found, level = {root}, [root]
+  for _ in range(depth):
+    level = [child for folder in level if folder.is_dir() for child in folder.iterdir()]
+    found.update(level)
+  return found
 
 
 def describe(builder: tfds.core.DatasetBuilder) -> str:

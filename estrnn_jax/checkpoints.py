@@ -45,6 +45,45 @@ BEST_METRIC = 'val_psnr'  # Higher is better; recorded with every checkpoint wri
 _TORCH_SUFFIXES = ('.pth', '.pth.tar', '.pt', '.tar')
 
 
+class CheckpointDamagedError(ValueError):
+  """A checkpoint step cannot be read: a file of it is truncated, missing or corrupt. Nothing was changed."""
+
+
+def damaged(step_dir: epath.PathLike, error: BaseException, remedy: str) -> CheckpointDamagedError:
+  """The one-line error for a step that Orbax (or TensorStore under it) failed to read with `error`."""
+  while error.__cause__ is not None or error.__context__ is not None:   # TensorStore's own words, under Orbax's
+    error = error.__cause__ or error.__context__
+  lines = str(error).strip().splitlines()
+  detail = lines[0][:240] if lines else type(error).__name__
+  return CheckpointDamagedError(f'{step_dir} is damaged or incomplete and cannot be read ({detail}). {remedy}')
+
+
+def leaf_name(path: tuple[Any, ...]) -> str:
+  """A pytree key path as Orbax names the array: 'opt_state.1.0.mu.cell.F_B0.kernel'."""
+  parts = []
+  for key in path:
+    for attribute in ('key', 'idx', 'name'):
+      if hasattr(key, attribute):
+        parts.append(str(getattr(key, attribute)))
+        break
+  return '.'.join(parts)
+
+
+def saved_arrays(state_dir: epath.PathLike) -> dict[str, tuple[tuple[int, ...], str]]:
+  """{array name: (shape, dtype name)} of a saved pytree, read from its metadata only (no array is read).
+
+  Raises:
+    CheckpointDamagedError: the metadata cannot be read.
+  """
+  try:
+    with ocp.PyTreeCheckpointer() as checkpointer:
+      tree = checkpointer.metadata(epath.Path(state_dir)).item_metadata.tree
+  except Exception as e:  # pylint: disable=broad-exception-caught  (Orbax raises many types for bad files)
+    raise damaged(state_dir, e, 'Its description of the saved arrays is unreadable.') from None
+  leaves = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: hasattr(x, 'shape'))[0]
+  return {leaf_name(path): (tuple(leaf.shape), np.dtype(leaf.dtype).name) for path, leaf in leaves}
+
+
 def state_handler() -> ocp.PyTreeCheckpointHandler:
   """Orbax's PyTree handler with replica-parallel saving off.
 
@@ -235,22 +274,23 @@ def _restore_params(state_dir: epath.Path, model: model_lib.ESTRNN, sharding: ja
   else:
     restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(sharding=sharding), abstract)
     target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), abstract)
+  _check_shapes(abstract, {name: shape for name, (shape, _) in saved_arrays(state_dir).items()}, state_dir)
   with ocp.PyTreeCheckpointer() as checkpointer:
     try:
       restored = checkpointer.restore(state_dir, args=ocp.args.PyTreeRestore(
           item={'params': target}, restore_args={'params': restore_args}, partial_restore=True))
-    except (ValueError, KeyError, FileNotFoundError) as e:
-      raise ValueError(f'{state_dir}: cannot restore the parameters of {model.to_config()}: {e}') from None
-  params = restored['params']
-  _check_shapes(abstract, params, state_dir)
-  return params
+    except Exception as e:  # pylint: disable=broad-exception-caught  (shapes are checked: the files are bad)
+      raise damaged(state_dir.parent, e, 'Choose another checkpoint step, or restore this one from a copy.'
+                    ) from None
+  return restored['params']
 
 
-def _check_shapes(abstract: Any, params: Any, where: epath.Path) -> None:
-  expected = jax.tree_util.tree_flatten_with_path(abstract)[0]
-  got = dict(jax.tree_util.tree_flatten_with_path(params)[0])
-  for key, leaf in expected:
-    if key not in got or tuple(got[key].shape) != tuple(leaf.shape):
-      name = jax.tree_util.keystr(key)
-      found = 'missing' if key not in got else tuple(got[key].shape)
-      raise ValueError(f'{where}: parameter {name} is {found}, the model expects {tuple(leaf.shape)}.')
+def _check_shapes(abstract: Any, saved: Mapping[str, tuple[int, ...]], where: epath.Path) -> None:
+  """Raises ValueError naming the first parameter of `abstract` that `saved` ({name: shape}) lacks or shapes
+  otherwise."""
+  for key, leaf in jax.tree_util.tree_flatten_with_path(abstract)[0]:
+    name = 'params.' + leaf_name(key)
+    if saved.get(name) != tuple(leaf.shape):
+      found = 'missing' if name not in saved else saved[name]
+      raise ValueError(f'{where}: parameter {jax.tree_util.keystr(key)} is {found}, the model expects '
+                       f'{tuple(leaf.shape)}.')

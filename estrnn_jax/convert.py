@@ -6,8 +6,10 @@ writes an Orbax checkpoint plus `model_config.json` (`checkpoints.save_model`), 
 `estrnn_jax.checkpoints.restore_model`, `estrnn_jax.evaluate` and `estrnn_jax.deblur`. No torch is needed; the
 mapping itself (and the BGR -> RGB colour swap, `--bgr` to keep BGR) is `estrnn_jax.official_weights`.
 A bad checkpoint (missing, not a checkpoint, unsafe, a memory bomb, not an ESTRNN, NaN/Inf weights) is a one-line
-`convert: error: ...` (exit 1); the output directory appears only when complete, so an interrupted run can be
-rerun as it was.
+`convert: error: ...` (exit 1). The destination is checked before anything is read (writable, room for the
+weights); a full disk or failed write midway names `--output` and its cause. The output directory appears only
+when complete (an interrupted, terminated or failed run leaves no temporary either), so the run can be rerun as
+it was.
 """
 
 from collections.abc import Mapping
@@ -21,6 +23,7 @@ import numpy as np
 from estrnn_jax import atomic
 from estrnn_jax import checkpoints
 from estrnn_jax import cli
+from estrnn_jax import destinations
 from estrnn_jax import finite_weights
 from estrnn_jax import official_weights
 
@@ -47,14 +50,23 @@ def convert(torch_checkpoint: str, output: str, *, past_frames: int = 2, future_
   """
   if epath.Path(output).exists():
     raise FileExistsError(f'--output {output} already exists; choose a new directory.')
+  destinations.check_writable(output, flag='--output')
   model, variables = official_weights.load_torch_checkpoint(torch_checkpoint, past_frames, future_frames,
                                                             rgb=not bgr)
   finite_weights.check(variables['params'], torch_checkpoint)
-  n_params = sum(np.size(x) for x in _leaves(variables['params']))
+  leaves = list(_leaves(variables['params']))
+  n_params = sum(np.size(x) for x in leaves)
   logging.info('Converted %s: n_features=%d n_blocks=%d, %d parameters.', torch_checkpoint,
                model.n_features, model.n_blocks, n_params)
-  with atomic.directory(output) as temporary:
-    checkpoints.save_model(temporary, model, variables['params'])
+  destinations.check_free_space(output, sum(np.asarray(x).nbytes for x in leaves), flag='--output')
+  try:
+    with atomic.directory(output) as temporary:
+      checkpoints.save_model(temporary, model, variables['params'])
+  except Exception as e:  # Orbax reports a full disk as ValueError('RESOURCE_EXHAUSTED ...'), among others
+    failure = destinations.write_failure('--output', output, e)
+    if failure is None:
+      raise
+    raise failure from None
   return (f'Wrote {output} (ESTRNN n_features={model.n_features} n_blocks={model.n_blocks}, '
           f'{n_params:,} parameters, {"BGR" if bgr else "RGB"} input).')
 

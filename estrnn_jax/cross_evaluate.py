@@ -36,6 +36,7 @@ import ml_collections
 from estrnn_jax import atomic
 from estrnn_jax import checkpoints
 from estrnn_jax import cli
+from estrnn_jax import destinations
 from estrnn_jax import evaluation
 from estrnn_jax import input_pipeline
 from estrnn_jax import runtime
@@ -122,8 +123,11 @@ def run(checkpoint_paths: dict[str, str], datasets: list[str], output_dir: epath
         data_dir: str | None = None, which: str = 'latest', max_sequences: int = 0) -> list[Cell]:
   """Scores every checkpoint on every dataset; writes the tables (process 0); returns the cells, Blur row first.
 
-  Every checkpoint and dataset is opened before any scoring, so a bad path fails in seconds.
+  Every checkpoint and dataset is opened, and `output_dir` checked to be writable, before any scoring, so a bad
+  path fails in seconds.
   """
+  if jax.process_index() == 0:
+    destinations.check_writable(output_dir, flag='--output_dir', into=True)
   configs = {name: dataset_config(name) for name in datasets}
   for name, config in configs.items():   # raises naming a dataset that is missing or lacks the split
     input_pipeline.list_sequences(dataset=name, data_dir=data_dir, split=config.eval.test_split)

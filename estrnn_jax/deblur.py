@@ -18,11 +18,14 @@ input gets its own output inside, named after it: a video keeps its file name (o
 deblurred together, `--videos_per_call` of them batched in each device call (each output is what that video gives
 alone).
 
-Runs in constant memory (frames stream through the model) and shows a progress bar with frames/s. Outputs are
-written under a temporary name and moved into place when complete; on any error or Ctrl-C nothing is left behind.
-Errors follow `estrnn_jax.cli`: one line `deblur: error: ...`, exit status 1 (130 for Ctrl-C); `--verbosity=1` or
-ESTRNN_TRACEBACK=1 adds the traceback. Frames too large for the device give an out-of-memory error that names the
-frame size and suggests `--tile`.
+Runs in constant memory (frames stream through the model) and shows a progress bar with frames/s. Before any
+work the outputs are checked: not an input under another name (symlink, hard link, `..`), a name a writer makes
+(a video suffix, or a folder), a destination that can be written. Outputs are written under a temporary name and
+moved into place when complete; on any error, Ctrl-C or SIGTERM nothing is left behind, and temporaries of an
+earlier run that was killed outright are removed by the next run to the same output.
+Errors follow `estrnn_jax.cli`: one line `deblur: error: ...`, exit status 1 (130 for Ctrl-C, 143 for SIGTERM);
+`--verbosity=1` or ESTRNN_TRACEBACK=1 adds the traceback. Frames too large for the device give an out-of-memory
+error that names the frame size and suggests `--tile`.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import numpy as np
 import tqdm
 
 from estrnn_jax import cli
+from estrnn_jax import destinations
 from estrnn_jax import inference
 from estrnn_jax import video_io
 
@@ -154,16 +158,24 @@ def output_name(input_path: str) -> str:
   """The name of an input's output inside the --output folder: a video keeps its name (.mp4 for suffixes the
   writer does not know), a frame folder its folder name."""
   path = pathlib.Path(input_path)
-  if path.is_dir() or video_io.is_video_path(path):
+  if path.is_dir() or path.suffix.lower() in video_io.WRITABLE_VIDEO_SUFFIXES:
     return path.name
   return path.stem + '.mp4'
 
 
 def plan(args: argparse.Namespace) -> tuple[list[Job], bool]:
-  """The jobs of a run and whether it is a several-input run; raises DeblurError for clashing paths."""
+  """The jobs of a run and whether it is a several-input run. Raises DeblurError, before any work, for clashing
+  paths (compared by what they are: symlinks, hard links and `..` included), an output name no writer makes, or
+  a destination that cannot be written."""
   inputs, several = expand_inputs(args.input)
   if not several:
     jobs = [Job(inputs[0], args.output, args.compare)]
+    for flag, path in (('--output', args.output), ('--compare', args.compare)):
+      if path:
+        try:
+          video_io.check_output_name(path)
+        except video_io.VideoIOError as e:
+          raise DeblurError(f'{flag} {e}') from None
   else:
     for flag, folder in (('--output', args.output), ('--compare', args.compare)):
       if folder and (os.path.isfile(folder) or video_io.is_video_path(folder)):
@@ -176,15 +188,32 @@ def plan(args: argparse.Namespace) -> tuple[list[Job], bool]:
       names[name] = path
     jobs = [Job(path, os.path.join(args.output, name), os.path.join(args.compare, name) if args.compare else None)
             for name, path in names.items()]
-  inputs_abs = {os.path.abspath(job.input) for job in jobs}
-  outputs_abs = [os.path.abspath(p) for job in jobs for p in (job.output, job.compare) if p]
-  if len(set(outputs_abs)) != len(outputs_abs) or inputs_abs & set(outputs_abs) or len(inputs_abs) != len(jobs):
-    raise DeblurError('--input, --output and --compare must be different paths.')
-  if several and not args.overwrite:
-    for path in outputs_abs:
-      if os.path.exists(path):
-        raise DeblurError(f'{path}: already exists (pass --overwrite to replace it).')
+  _check_distinct(jobs)
+  if not args.overwrite:
+    for job in jobs:
+      for path in (job.output, job.compare):
+        if path and os.path.lexists(path):
+          raise DeblurError(f'{path}: already exists (pass --overwrite to replace it).')
+  for flag, path in (('--output', args.output), ('--compare', args.compare)):
+    if path:
+      destinations.check_writable(path, flag=flag, into=several)
   return jobs, several
+
+
+def _check_distinct(jobs: list[Job]) -> None:
+  """Every input, output and comparison is a different file or folder, and no output holds an input (replacing
+  it would delete the input)."""
+  inputs = [job.input for job in jobs]
+  outputs = [p for job in jobs for p in (job.output, job.compare) if p]
+  for i, a in enumerate(inputs + outputs):
+    for b in (inputs + outputs)[i + 1:]:
+      if destinations.same_path(a, b):
+        raise DeblurError(f'--input, --output and --compare must be different paths: {a} and {b} are the same '
+                          f'{"folder" if os.path.isdir(a) else "file"}.')
+  for output in outputs:
+    for path in inputs:
+      if destinations.is_inside(path, output):
+        raise DeblurError(f'--input {path} lies inside the output {output}; writing it would replace the input.')
 
 
 def run(args: argparse.Namespace) -> Summary:
@@ -333,9 +362,12 @@ def _load_checkpoint(path: str, dtype: str | None, which: str):
     raise DeblurError(f'cannot load the checkpoint: {message}') from None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  """Command-line entry point; returns the exit status (0 ok, 1 error or bad arguments, 130 interrupted)."""
+def main(argv: Sequence[str] | None = None, *, command_line: bool = False) -> int:
+  """Command-line entry point; returns the exit status (0 ok, 1 error or bad arguments, 130 interrupted, 143
+  terminated). `command_line`: this process is the command (`cli.quiet_background_errors` for all of it)."""
   args = build_parser().parse_args(argv)
+  if command_line:
+    cli.quiet_background_errors(args.verbosity)
   return cli.guarded('deblur', lambda: _run_and_report(args), verbosity=args.verbosity)
 
 
@@ -352,4 +384,4 @@ def _run_and_report(args: argparse.Namespace) -> None:
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  sys.exit(main(command_line=True))

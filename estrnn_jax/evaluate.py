@@ -13,7 +13,8 @@ tables also carry the RAW-space scores).
 Outputs (in `--output_dir`, default `<checkpoint>/eval_<split>_<protocol>` for directories): `results.json`
 (summary, per-sequence and per-frame values), `sequences.csv` (one row per sequence) and, with `--save_frames`,
 the deblurred frames as `frames/<sequence>/<frame index %08d>.png`. Multi-host: every process scores its share of
-the sequences; process 0 writes the tables. Errors follow `estrnn_jax.cli` (one line, exit status 1).
+the sequences; process 0 writes the tables. `--output_dir` is checked to be writable before anything is scored.
+Errors follow `estrnn_jax.cli` (one line, exit status 1).
 """
 
 import json
@@ -28,6 +29,7 @@ from ml_collections import config_flags
 
 from estrnn_jax import checkpoints
 from estrnn_jax import cli
+from estrnn_jax import destinations
 from estrnn_jax import evaluation
 from estrnn_jax import input_pipeline
 from estrnn_jax import raw_isp
@@ -64,14 +66,16 @@ def run(config, checkpoint: str, *, which: str = 'latest', step: int | None = No
   protocol = protocol or config.eval.protocol
   rounding = rounding or config.eval.rounding
   chunk_frames = chunk_frames or config.eval.chunk_frames
-  model, variables = checkpoints.restore_model(
-      checkpoint, which=which, step=step, past_frames=config.model.past_frames,
-      future_frames=config.model.future_frames)
   if output_dir is None:
     base = epath.Path(checkpoint)
     base = base if base.is_dir() else base.parent
     output_dir = base / f'eval_{config.dataset.name.replace("/", "_")}_{split}_{protocol}'
   output_dir = epath.Path(output_dir)
+  if jax.process_index() == 0 or save_frames:   # process 0 writes the tables; every process its own frames
+    destinations.check_writable(output_dir, flag='--output_dir', into=True)
+  model, variables = checkpoints.restore_model(
+      checkpoint, which=which, step=step, past_frames=config.model.past_frames,
+      future_frames=config.model.future_frames)
   if protocol == raw_isp.PROTOCOL:
     return _run_raw_isp(config, checkpoint, model, variables['params'], split=split, rounding=rounding,
                         chunk_frames=chunk_frames, max_sequences=max_sequences, output_dir=output_dir,
@@ -85,15 +89,21 @@ def run(config, checkpoint: str, *, which: str = 'latest', step: int | None = No
   sequences = input_pipeline.iterate_sequences(
       dataset=config.dataset.name, data_dir=config.dataset.data_dir, split=split,
       shard_index=jax.process_index(), shard_count=jax.process_count(), max_sequences=max_sequences or None)
-  results = evaluation.evaluate_sequences(
-      evaluator, sequences, frames_dir=output_dir / 'frames' if save_frames else None,
-      total=-(-count // jax.process_count()))
-  results = evaluation.gather_results(results)
-  summary = evaluation.summarize(results)
-  if jax.process_index() == 0:
-    info = {'checkpoint': str(checkpoint), 'dataset': config.dataset.name, 'split': split, 'protocol': protocol,
-            'rounding': rounding, 'chunk_frames': chunk_frames, 'model': model.to_config()}
-    evaluation.write_tables(output_dir, results, info)
+  try:
+    results = evaluation.evaluate_sequences(
+        evaluator, sequences, frames_dir=output_dir / 'frames' if save_frames else None,
+        total=-(-count // jax.process_count()))
+    results = evaluation.gather_results(results)
+    summary = evaluation.summarize(results)
+    if jax.process_index() == 0:
+      info = {'checkpoint': str(checkpoint), 'dataset': config.dataset.name, 'split': split, 'protocol': protocol,
+              'rounding': rounding, 'chunk_frames': chunk_frames, 'model': model.to_config()}
+      evaluation.write_tables(output_dir, results, info)
+  except OSError as e:
+    failure = destinations.write_failure('--output_dir', output_dir, e)
+    if failure is None:
+      raise
+    raise failure from None
   logging.info('Overall (%d frames of %d sequences): PSNR %.3f dB (blurry %.3f), SSIM %.4f (blurry %.4f). '
                'Tables in %s', summary['frames'], summary['sequences'], summary['psnr'], summary['blur_psnr'],
                summary['ssim'], summary['blur_ssim'], output_dir)

@@ -251,9 +251,10 @@ class SequenceEvaluator:
                        'uint16 (16-bit RAW) frames.')
     if self._params is None:
       raise ValueError('SequenceEvaluator has no parameters; call set_params first.')
-    if len(blur_u8) < self.past + self.future + 1:
+    if self.protocol == 'reference' and len(blur_u8) < self.past + self.future + 1:
       raise ValueError(f'Sequence {name!r} has {len(blur_u8)} frames, fewer than one GSA window '
-                       f'({self.past + self.future + 1}).')
+                       f'({self.past + self.future + 1}) that the reference protocol needs; --protocol full '
+                       'scores every frame of any length.')
     if self.protocol == 'reference':
       parts = self._run_reference(blur_u8, sharp_u8)
     else:
@@ -384,6 +385,7 @@ def gather_results(results: list[SequenceResult]) -> list[SequenceResult]:
   """All processes' results on every process, ordered by process then sequence (no-op on one process)."""
   if jax.process_count() == 1:
     return results
+  sharding.wait_for_all_processes('sequences scored')   # processes finish scoring at different times
   payload = np.frombuffer(json.dumps([r.to_json() for r in results]).encode('utf-8'), np.uint8)
   sizes = multihost_utils.process_allgather(np.array([payload.size], np.int64))
   padded = np.zeros((int(np.max(sizes)),), np.uint8)

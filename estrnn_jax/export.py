@@ -14,7 +14,8 @@ Every export is checked when written: the artifact runs in its own runtime on a 
 float32 JAX model; the largest absolute difference is printed, and above the tolerance
 (`export_formats.TOLERANCES`, 1e-4 for float32) the export is refused. A refused or failed export (unknown
 format, bad size, existing output, failed conversion, failed check) is a one-line `export: error: ...` and leaves
-no `DIR` behind (it is written under a temporary name and moved into place when complete).
+no `DIR` behind (it is written under a temporary name and moved into place when complete). `DIR` is checked to be
+writable before the checkpoint is read; a disk that fills during the export names `DIR` and the cause.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import jax
 from estrnn_jax import atomic
 from estrnn_jax import checkpoints
 from estrnn_jax import cli
+from estrnn_jax import destinations
 from estrnn_jax import export_formats
 from estrnn_jax import export_functions
 
@@ -96,6 +98,7 @@ def export(checkpoint: str, fmt: str, height: int, width: int, output: str, *, m
   export_functions.check_size(height, width)
   if epath.Path(output).exists():
     raise FileExistsError(f'--output {output} already exists; choose a new directory.')
+  destinations.check_writable(output, flag='--output')
   if '://' not in checkpoint:
     checkpoint = os.path.abspath(checkpoint)   # Orbax restores absolute paths only
   model, variables = checkpoints.restore_model(checkpoint)
@@ -104,26 +107,35 @@ def export(checkpoint: str, fmt: str, height: int, width: int, output: str, *, m
   traced = model.clone(dtype=export_formats.compute_dtype(fmt, dtype))
   fn = export_functions.build(traced, variables, mode, height, width, frames)
   start = time.perf_counter()
-  with atomic.directory(output) as temporary:
-    os.makedirs(temporary)
-    try:
-      path = export_formats.WRITERS[fmt](fn, os.fspath(temporary), dtype)
-      runner = export_formats.LOADERS[fmt](path, fn)
-      check = export_formats.verify(runner, reference, dtype)
-    except export_formats.ExportCheckError:
+  try:
+    with atomic.directory(output) as temporary:
+      os.makedirs(temporary)
+      try:
+        path = export_formats.WRITERS[fmt](fn, os.fspath(temporary), dtype)
+        runner = export_formats.LOADERS[fmt](path, fn)
+        check = export_formats.verify(runner, reference, dtype)
+      except export_formats.ExportCheckError:
+        raise
+      except Exception as e:  # converters raise their own exception types; a failed conversion is not a crash
+        if destinations.cause(e) is not None:
+          raise   # the destination failed, not the conversion (below)
+        kind = '' if isinstance(e, (ValueError, OSError)) else f'{type(e).__name__}: '
+        raise cli.UserError(f'--format {fmt}: conversion failed: {kind}{cli.error_message(e)}') from e
+      log(f'{fmt} {mode} {dtype}: max abs error vs the float32 JAX model {check.max_abs_error:.3g} '
+          f'(tolerance {check.tolerance:g}) in {export_formats.RUNTIMES[fmt]}.')
+      if not check.passed:
+        raise export_formats.ExportCheckError(
+            f'{fmt} export refused: its outputs differ from the JAX model by {check.max_abs_error:.3g} '
+            f'(per output {check.per_output}), above the tolerance {check.tolerance:g}; nothing was written.')
+      meta = _metadata(model, fn, fmt, dtype, os.path.basename(path), check, checkpoint)
+      atomic.write_json(temporary / 'metadata.json', meta)
+  except (cli.UserError, export_formats.ExportCheckError):
+    raise
+  except Exception as e:  # a full disk or failed write while writing the artifact or its metadata
+    failure = destinations.write_failure('--output', output, e)
+    if failure is None:
       raise
-    except (ValueError, OSError) as e:
-      raise cli.UserError(f'--format {fmt}: conversion failed: {cli.error_message(e)}') from e
-    except Exception as e:  # converters raise their own exception types; a failed conversion is not a crash
-      raise cli.UserError(f'--format {fmt}: conversion failed: {type(e).__name__}: {cli.error_message(e)}') from e
-    log(f'{fmt} {mode} {dtype}: max abs error vs the float32 JAX model {check.max_abs_error:.3g} '
-        f'(tolerance {check.tolerance:g}) in {export_formats.RUNTIMES[fmt]}.')
-    if not check.passed:
-      raise export_formats.ExportCheckError(
-          f'{fmt} export refused: its outputs differ from the JAX model by {check.max_abs_error:.3g} '
-          f'(per output {check.per_output}), above the tolerance {check.tolerance:g}; nothing was written.')
-    meta = _metadata(model, fn, fmt, dtype, os.path.basename(path), check, checkpoint)
-    atomic.write_json(temporary / 'metadata.json', meta)
+    raise failure from None
   log(f'Wrote {output} ({export_formats.ARTIFACT_NAMES[fmt]} + metadata.json) in {time.perf_counter() - start:.0f} s.')
   return meta
 

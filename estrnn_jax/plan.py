@@ -29,6 +29,7 @@ from estrnn_jax import accelerators
 from estrnn_jax import aot
 from estrnn_jax import atomic
 from estrnn_jax import cli
+from estrnn_jax import destinations
 from estrnn_jax import model as model_lib
 from estrnn_jax import planning
 from estrnn_jax import profile
@@ -237,6 +238,8 @@ def main(argv: list[str]) -> int:
     raise cli.UserError(f'--mfu must be in (0, 1], got {f.mfu}.')
   if f.videos_per_call < 1:
     raise cli.UserError(f'--videos_per_call must be >= 1, got {f.videos_per_call}.')
+  if f.json:
+    destinations.check_writable(f.json, flag='--json')   # before minutes of compiling
   options = {'programs': f.programs, 'mfu': f.mfu, 'fix': f.fix, 'max_batch': f.max_batch,
              'videos_per_call': f.videos_per_call, 'deblur_size': planning.parse_size(f.deblur_size, '--deblur_size'),
              'eval_size': planning.parse_size(f.eval_size, '--eval_size') if f.eval_size else None}

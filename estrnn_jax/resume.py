@@ -6,6 +6,10 @@ rate schedule, the evaluation / checkpoint / log cadence, where data and caches 
 Any other change would resume the checkpoints as a different model or a different run (a changed shape fails
 deep inside Orbax, a changed `residual` or `dtype` silently computes something else, and the rewritten
 config.json would mislabel the checkpoints), so it is refused before anything in the workdir is written.
+
+The checkpoint itself is checked too (`check_saved_state`): the arrays it holds (names, shapes, dtypes, read from
+Orbax's metadata) must be those the new run's state has. That is what catches a changed model when the JSON
+files are gone, before anything is restored or written.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import json
 from typing import Any
 
 from etils import epath
+import jax
+import numpy as np
 
 from estrnn_jax import checkpoints
 from estrnn_jax import model as model_lib
@@ -95,6 +101,40 @@ def check(workdir: str, *, saved_config: Mapping[str, Any] | None, saved_model: 
         f'Changed: {"; ".join(refused)}. Resume with the workdir\'s values, or start a fresh --workdir (to start '
         f'from these weights there: --config.init_from={workdir}).')
   return allowed
+
+
+def check_saved_state(workdir: epath.PathLike, step: int, abstract_state: Any) -> None:
+  """Raises ResumeMismatchError unless checkpoint `step` of `workdir` holds exactly the arrays of
+  `abstract_state` (the new run's train state, as shapes): same names, shapes and dtypes. Reads metadata only.
+
+  Raises:
+    ResumeMismatchError: naming the differing arrays (parameters first) with both shapes.
+    checkpoints.CheckpointDamagedError: the step's metadata cannot be read.
+  """
+  step_dir = epath.Path(workdir) / checkpoints.CHECKPOINTS_DIR / str(step)
+  saved = checkpoints.saved_arrays(step_dir / checkpoints.STATE_ITEM)
+  expected = {checkpoints.leaf_name(path): (tuple(leaf.shape), np.dtype(leaf.dtype).name)
+              for path, leaf in jax.tree_util.tree_flatten_with_path(abstract_state)[0]}
+  differences = []
+  for name in sorted(set(saved) | set(expected), key=lambda n: (not n.startswith('params.'), n)):
+    theirs, ours = saved.get(name), expected.get(name)
+    if theirs != ours:
+      differences.append(f'{name}: {_describe_array(theirs)} saved, {_describe_array(ours)} now')
+  if differences:
+    shown = '; '.join(differences[:4]) + (f'; and {len(differences) - 4} more' if len(differences) > 4 else '')
+    raise ResumeMismatchError(
+        f'{workdir} holds checkpoints of a different model; refusing to resume it (the workdir is unchanged). '
+        f'Step {step} does not fit the config: {shown}. Resume with the model the checkpoints were trained with '
+        f'(its model_config.json is {"missing" if not _exists(workdir, checkpoints.MODEL_CONFIG_FILE) else "there"}'
+        f'), or start a fresh --workdir.')
+
+
+def _describe_array(array: tuple[tuple[int, ...], str] | None) -> str:
+  return 'absent' if array is None else f'{array[1]}{list(array[0])}'
+
+
+def _exists(workdir: epath.PathLike, name: str) -> bool:
+  return (epath.Path(workdir) / name).exists()
 
 
 def has_checkpoint(workdir: epath.PathLike) -> bool:

@@ -12,6 +12,7 @@ import glob
 import os
 import urllib.request
 
+from absl import flags
 from absl import logging
 from etils import epath
 import jax
@@ -71,6 +72,16 @@ def initialize_distributed(mode: str) -> None:
   if 'JAX_PROCESS_ID' in os.environ:
     kwargs['process_id'] = int(os.environ['JAX_PROCESS_ID'])
   jax.distributed.initialize(**kwargs)
+  _orbax_barriers_through_the_coordination_service()
+
+
+def _orbax_barriers_through_the_coordination_service() -> None:
+  """Orbax's own barriers (creating the checkpoint folder, each save) wait through the coordination service, as
+  `sharding.wait_for_all_processes` does: its default, a device collective, fails on CPU (gloo) when processes
+  arrive there over 30 s apart, as loaded machines make them. The flag is read by Orbax on every barrier."""
+  import orbax.checkpoint  # pylint: disable=g-import-not-at-top,unused-import  (defines the flag)
+  if 'experimental_orbax_use_distributed_barrier' in flags.FLAGS:
+    flags.FLAGS.experimental_orbax_use_distributed_barrier = True
 
 
 def hide_accelerators_from_tensorflow() -> None:

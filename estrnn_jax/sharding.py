@@ -8,6 +8,7 @@ Starting the processes themselves (`jax.distributed`) is `estrnn_jax.runtime`'s 
 """
 
 from collections.abc import Sequence
+import itertools
 from typing import Any
 
 import jax
@@ -15,8 +16,10 @@ from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 import numpy as np
+import orbax.checkpoint as ocp
 
 DATA_AXIS = 'data'
+_barriers = itertools.count()
 
 
 def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -59,3 +62,11 @@ def shard_batch(batch: Any, mesh: Mesh) -> Any:
   """Per-process numpy batch (pytree, leading axis = local rows) -> global `jax.Array`s sharded over `data`."""
   sharding = data_sharding(mesh)
   return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)
+
+
+def wait_for_all_processes(purpose: str, timeout_s: int = 300) -> None:
+  """Blocks until every process gets here (a no-op for one process), through the coordination service, not a
+  device collective: CPU collectives (gloo) fail when one process reaches them over 30 s before another, so
+  processes meet here after uneven work (compiling, evaluating, building a dataset), before a collective."""
+  if jax.process_count() > 1:   # (Orbax's `sync_global_processes` would use a device collective by default)
+    ocp.multihost.get_barrier_sync_fn()(key=f'estrnn: {purpose} #{next(_barriers)}', timeout_ms=timeout_s * 1000)

@@ -18,7 +18,8 @@ the gradient all-reduce. The state is built shapes-first (`jax.eval_shape` -> sh
     is NaN or Inf; nothing after the last finite step is ever saved.
 """
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+import contextlib
 import functools
 import os
 import signal
@@ -39,6 +40,7 @@ import orbax.checkpoint as ocp
 
 from estrnn_jax import atomic
 from estrnn_jax import checkpoints
+from estrnn_jax import destinations
 from estrnn_jax import evaluation
 from estrnn_jax import images
 from estrnn_jax import input_pipeline
@@ -274,6 +276,55 @@ class _PreemptionWatcher:
       self._previous = None
 
 
+def _latest_step(workdir: epath.Path) -> int | None:
+  """The newest finished checkpoint step in `workdir` (None for none); creates and writes nothing."""
+  if not resume.has_checkpoint(workdir):
+    return None
+  manager = checkpoints.checkpoint_manager(workdir, read_only=True)
+  try:
+    return manager.latest_step()
+  finally:
+    manager.close()
+
+
+def _restore(manager: ocp.CheckpointManager, workdir: epath.Path, step: int, abstract_state: TrainState,
+             train_iter: Any) -> tuple[TrainState, Any]:
+  """Train state and data iterator of checkpoint `step`; a damaged step is a one-line error saying what to do."""
+  step_dir = workdir / checkpoints.CHECKPOINTS_DIR / str(step)
+  logging.info('Resuming from %s.', step_dir)
+  try:
+    restored = manager.restore(step, args=checkpoints.restore_args(abstract_state, train_iter))
+  except Exception as e:  # pylint: disable=broad-exception-caught  (its arrays fit: the files are bad)
+    raise checkpoints.damaged(step_dir, e, _way_back(workdir, step)) from None
+  return restored[checkpoints.STATE_ITEM], restored[checkpoints.DATA_ITER_ITEM]
+
+
+def _way_back(workdir: epath.Path, step: int) -> str:
+  """What to do when checkpoint `step` (the latest) of `workdir` is damaged: resume from the one before it."""
+  step_dir = workdir / checkpoints.CHECKPOINTS_DIR / str(step)
+  older = sorted((int(p.name) for p in step_dir.parent.iterdir() if p.name.isdigit() and int(p.name) < step),
+                 reverse=True)
+  instead = (f'To resume from step {older[0]}, the newest other checkpoint, move {step_dir} out of '
+             f'{step_dir.parent} (nothing is deleted for you); or start a fresh --workdir.' if older else
+             'It is the only checkpoint: start a fresh --workdir (or restore the step from a copy).')
+  return f'Nothing was written. {instead}'
+
+
+@contextlib.contextmanager
+def _checkpoint_writes(workdir: epath.Path, outcome: str) -> Iterator[None]:
+  """A checkpoint save that fails because of the workdir's disk (full, read-only, ...) becomes one line naming the
+  workdir, and the step Orbax was writing under its temporary name is removed; earlier checkpoints stay."""
+  try:
+    yield
+  except Exception as e:  # pylint: disable=broad-exception-caught  (Orbax wraps the OS error in its own types)
+    failure = destinations.write_failure('--workdir', workdir, e, outcome=f'{outcome} (earlier ones are kept)')
+    if failure is None:
+      raise
+    for temporary in (workdir / checkpoints.CHECKPOINTS_DIR).glob('*.orbax-checkpoint-tmp*'):
+      atomic.remove(temporary)
+    raise failure from None
+
+
 def _check_finite(step: int, values: Mapping[str, float], last_saved: int | None) -> None:
   bad = {k: v for k, v in values.items() if k in ('loss', 'grad_norm', 'param_norm') and not np.isfinite(v)}
   if bad:
@@ -283,13 +334,25 @@ def _check_finite(step: int, values: Mapping[str, float], last_saved: int | None
                              f'({kept}) is kept.')
 
 
+def check_steps(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError for a step count no run can have (checked before a dataset is built or a file written)."""
+  if config.num_train_steps < 0:
+    raise ValueError(f'config.num_train_steps={config.num_train_steps} must be >= 0 (0 writes the initial '
+                     'weights as the step-0 checkpoint).')
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.PathLike, *,
                        mesh: jax.sharding.Mesh | None = None) -> TrainState:
   """Trains (resuming if `workdir` has checkpoints) and evaluates; returns the final state.
 
+  Nothing in `workdir` is written until its latest checkpoint is restored (or found absent): a refused or failed
+  resume leaves it byte for byte as it was.
+
   Raises:
     resume.ResumeMismatchError: `workdir` holds checkpoints of a run with another model or other run fields
-      (`estrnn_jax.resume`); nothing in it is written.
+      (`estrnn_jax.resume`), told by its JSON files or, without them, by the checkpoint's own arrays.
+    checkpoints.CheckpointDamagedError: the latest checkpoint cannot be read (a truncated or missing file);
+      the error names it and how to resume from the previous one.
 
   Args:
     config: see `configs/default.py` for every field.
@@ -297,6 +360,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
     mesh: a 1-D `data` mesh to train on; default: every device of every process.
   """
   workdir = epath.Path(workdir)
+  check_steps(config)
   mesh = mesh or sharding.make_mesh()
   local_batch = sharding.check_batch_size(config.batch_size, mesh)
 
@@ -314,37 +378,44 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
       past_frames=config.model.past_frames, future_frames=config.model.future_frames,
       crop_size=config.dataset.crop_size, seed=config.seed, num_workers=config.dataset.num_workers,
       max_sequences=config.dataset.train_sequences, noise_std=config.dataset.get('noise_std', 0.0))
-  workdir.mkdir(parents=True, exist_ok=True)
   if jax.process_index() == 0:
-    atomic.write_json(workdir / checkpoints.CONFIG_FILE, config.to_dict())
-    atomic.write_json(workdir / checkpoints.MODEL_CONFIG_FILE, model.to_config())
-  writer = metric_writers.create_default_writer(str(workdir), just_logging=jax.process_index() > 0)
-  writer.write_hparams(_flatten(config.to_dict()))
+    destinations.check_writable(workdir, flag='--workdir', into=True)
+  abstract_state, state_sharding = abstract_train_state(model, tx, mesh)
+  latest = _latest_step(workdir)
+  if latest is not None:   # the checkpoint's own arrays against this run's state (catches a lost model_config.json)
+    try:
+      resume.check_saved_state(workdir, latest, abstract_state)
+    except checkpoints.CheckpointDamagedError as e:   # its metadata is unreadable
+      raise checkpoints.CheckpointDamagedError(f'{e} {_way_back(workdir, latest)}') from None
 
   state, state_sharding = create_train_state(model, tx, mesh, model_lib.init_key(config.seed))
-  num_params = sum(x.size for x in jax.tree.leaves(state.params))
-  logging.info('ESTRNN %s: %d parameters. Mesh: %d devices over %d processes; batch %d (%d per process).',
-               model.to_config(), num_params, mesh.devices.size, jax.process_count(),
-               config.batch_size, local_batch)
-
   manager = checkpoints.checkpoint_manager(workdir, keep=config.keep_checkpoints,
                                            keep_best=config.keep_best_checkpoints)
-  latest = manager.latest_step()
   if latest is not None:
-    logging.info('Resuming from %s.', workdir / checkpoints.CHECKPOINTS_DIR / str(latest))
-    abstract_state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                                  state, state_sharding)
-    restored = manager.restore(latest, args=checkpoints.restore_args(abstract_state, train_iter))
-    state = restored[checkpoints.STATE_ITEM]
-    train_iter = restored[checkpoints.DATA_ITER_ITEM]
+    state, train_iter = _restore(manager, workdir, latest, abstract_state, train_iter)
   elif config.init_from:
     # Fine-tuning: the stored weights at step 0, a fresh optimiser.
     params = load_init_params(config.init_from, model)
     state = jax.jit(functools.partial(_state_from_params, tx=tx), out_shardings=state_sharding)(params)
     logging.info('Initialised the parameters from %s (step 0, fresh optimiser state).', config.init_from)
+  # Only now, with the run's state in hand, is anything of the workdir written.
+  if jax.process_index() == 0:
+    atomic.write_json(workdir / checkpoints.CONFIG_FILE, config.to_dict())
+    atomic.write_json(workdir / checkpoints.MODEL_CONFIG_FILE, model.to_config())
+  writer = metric_writers.create_default_writer(str(workdir), just_logging=jax.process_index() > 0)
+  writer.write_hparams(_flatten(config.to_dict()))
+  num_params = sum(x.size for x in jax.tree.leaves(state.params))
+  logging.info('ESTRNN %s: %d parameters. Mesh: %d devices over %d processes; batch %d (%d per process).',
+               model.to_config(), num_params, mesh.devices.size, jax.process_count(),
+               config.batch_size, local_batch)
   start_step = int(jax.device_get(state.step))
 
   sharded_train_step = make_sharded_train_step(config, model, mesh, state_sharding)
+  if jax.process_count() > 1:
+    # CPU collectives (gloo) give up when one process reaches the first all-reduce 30 s before another, as when
+    # only one found the step in the compilation cache: every process compiles first, then they meet.
+    sharded_train_step = sharded_train_step.lower(abstract_state, abstract_batch(config, mesh)).compile()
+    sharding.wait_for_all_processes('train step compiled')
   evaluator = evaluation.SequenceEvaluator(
       model, protocol=config.eval.protocol, chunk_frames=config.eval.chunk_frames, rounding=config.eval.rounding,
       loss=config.loss, chunks_per_device=config.eval.chunks_per_device)
@@ -374,8 +445,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
 
   def save(step: int, eval_metrics: Mapping[str, float] | None = None):
     nonlocal last_saved
-    manager.save(step, args=checkpoints.save_args(state, train_iter),
-                 metrics=dict(eval_metrics) if eval_metrics else None, force=True)
+    with _checkpoint_writes(workdir, f'step {step} was not saved'):   # (or the previous, asynchronous save)
+      manager.save(step, args=checkpoints.save_args(state, train_iter),
+                   metrics=dict(eval_metrics) if eval_metrics else None, force=True)
     last_saved = step
 
   try:
@@ -416,6 +488,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
         logging.warning('Stopping at step %d after saving a checkpoint (preemption).', step)
         break
     flush_pending()
+    with _checkpoint_writes(workdir, f'the checkpoint of step {last_saved} was not saved'):
+      manager.wait_until_finished()   # where an asynchronous save's failure surfaces
   finally:
     watcher.close()
     manager.wait_until_finished()

@@ -29,7 +29,6 @@ import fractions
 import os
 import pathlib
 import re
-import shutil
 from collections.abc import Iterator, Sequence
 
 import av
@@ -290,6 +289,25 @@ def is_video_path(path: str | os.PathLike) -> bool:
   return pathlib.Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
+def check_output_name(path: str | os.PathLike) -> None:
+  """Raises VideoIOError for an output name that no writer makes: a suffix that is neither a writable video
+  container nor part of an existing folder's name (`out.gif`, `out.png`, `out.webm`)."""
+  path = pathlib.Path(path)
+  suffix = path.suffix.lower()
+  if suffix in WRITABLE_VIDEO_SUFFIXES or path.is_dir() or not _FILE_SUFFIX.fullmatch(suffix):
+    return
+  raise VideoIOError(f'{path}: no writer makes {suffix} files; name a video ({", ".join(WRITABLE_VIDEO_SUFFIXES)}) '
+                     'or a folder for PNG frames (a name without a suffix).')
+
+
+_FILE_SUFFIX = re.compile(r'\.[a-z][a-z0-9]{1,4}')
+
+
+def _reason(error: BaseException) -> str:
+  """The cause of an OS or FFmpeg error without the file name it carries (which may be a temporary's)."""
+  return getattr(error, 'strerror', None) or _describe(error)
+
+
 def _prepare_destination(path: pathlib.Path, overwrite: bool) -> None:
   if path.exists() and not overwrite:
     raise VideoIOError(f'{path}: already exists (pass --overwrite to replace it).')
@@ -299,11 +317,15 @@ def _prepare_destination(path: pathlib.Path, overwrite: bool) -> None:
   try:
     path.parent.mkdir(parents=True, exist_ok=True)
   except OSError as e:
-    raise VideoIOError(f'{path}: cannot create the output folder {path.parent} ({_describe(e)}).') from None
+    raise VideoIOError(f'{path}: cannot create the output folder {path.parent} ({_reason(e)}).') from None
+  atomic.remove_stale_temporaries(path)
 
 
 class _Writer:
-  """Base: frames go to `self.temporary`; `commit()` moves it to `self.path`, `abort()` deletes it."""
+  """Base: frames go to `self.temporary`; `commit()` moves it to `self.path`, `abort()` deletes it.
+
+  Every error names `self.path`, the user's output, never the temporary.
+  """
 
   path: pathlib.Path
   temporary: pathlib.Path
@@ -315,25 +337,27 @@ class _Writer:
   def _finish(self) -> None:
     raise NotImplementedError
 
-  def _remove_temporary(self) -> None:
-    raise NotImplementedError
-
   def commit(self) -> None:
     """Finishes the file(s) and moves them to the destination (replacing an existing one)."""
-    self._finish()
     try:
+      self._finish()
       atomic.move_into_place(self.temporary, self.path)
     except OSError as e:
-      self._remove_temporary()
-      raise VideoIOError(f'{self.path}: cannot move the finished output into place ({_describe(e)}).') from None
+      self.abort()
+      raise VideoIOError(f'{self.path}: cannot write the finished output ({_reason(e)}); nothing was written '
+                         'there.') from None
+    except BaseException:
+      self.abort()
+      raise
 
   def abort(self) -> None:
-    """Removes whatever was written; the destination is left untouched."""
+    """Removes whatever was written; the destination is left untouched. Never raises (it runs while another
+    error, Ctrl-C or SIGTERM unwinds)."""
     try:
       self._finish()
     except Exception:  # pylint: disable=broad-except
       pass  # The output is being discarded; a failure to finalise it does not matter.
-    self._remove_temporary()
+    atomic.remove(self.temporary)
 
   def __enter__(self):
     return self
@@ -384,9 +408,10 @@ class VideoWriter(_Writer):
       if rotation:
         self._stream.set_display_rotation(rotation)
       self._rate = rate
+      self._container.start_encoding()   # opens the file now (FFmpeg would wait for the first packet)
     except (av.FFmpegError, OSError) as e:
       self.abort()
-      raise VideoIOError(f'{self.path}: cannot create the video file ({_describe(e)}).') from None
+      raise VideoIOError(f'{self.path}: cannot create the video file ({_reason(e)}).') from None
 
   def write(self, frame: np.ndarray) -> None:
     if frame.ndim == 3 and frame.shape[-1] == 1:
@@ -403,7 +428,7 @@ class VideoWriter(_Writer):
       for packet in self._stream.encode(video_frame):
         self._container.mux(packet)
     except (av.FFmpegError, OSError) as e:
-      raise VideoIOError(f'{self.path}: encoding frame {self.num_written} failed ({_describe(e)}).') from None
+      raise VideoIOError(f'{self.path}: writing frame {self.num_written} failed ({_reason(e)}).') from None
     self.num_written += 1
 
   def _finish(self) -> None:
@@ -413,13 +438,13 @@ class VideoWriter(_Writer):
     try:
       for packet in self._stream.encode():
         container.mux(packet)
-    except (av.FFmpegError, OSError) as e:
       container.close()
-      raise VideoIOError(f'{self.path}: finishing the video failed ({_describe(e)}).') from None
-    container.close()
-
-  def _remove_temporary(self) -> None:
-    self.temporary.unlink(missing_ok=True)
+    except (av.FFmpegError, OSError) as e:
+      try:
+        container.close()
+      except (av.FFmpegError, OSError):
+        pass
+      raise VideoIOError(f'{self.path}: finishing the video failed ({_reason(e)}).') from None
 
 
 def choose_codec(height: int, width: int) -> tuple[str, str]:
@@ -452,7 +477,7 @@ class FolderWriter(_Writer):
     try:
       self.temporary.mkdir()
     except OSError as e:
-      raise VideoIOError(f'{self.path}: cannot create the output folder ({_describe(e)}).') from None
+      raise VideoIOError(f'{self.path}: cannot create the output folder ({_reason(e)}).') from None
 
   def write(self, frame: np.ndarray) -> None:
     if self._names is not None:
@@ -467,14 +492,11 @@ class FolderWriter(_Writer):
       else:
         Image.fromarray(np.ascontiguousarray(_as_uint8(frame))).save(self.temporary / name, compress_level=1)
     except OSError as e:
-      raise VideoIOError(f'{self.temporary / name}: cannot write ({_describe(e)}).') from None
+      raise VideoIOError(f'{self.path}: writing frame {name} failed ({_reason(e)}).') from None
     self.num_written += 1
 
   def _finish(self) -> None:
     pass
-
-  def _remove_temporary(self) -> None:
-    shutil.rmtree(self.temporary, ignore_errors=True)
 
 
 def open_writer(path: str | os.PathLike, info: VideoInfo, *, width: int | None = None, crf: int = 18,

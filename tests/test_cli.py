@@ -3,8 +3,10 @@
 import errno
 import os
 import pathlib
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -47,6 +49,24 @@ def test_ctrl_c_is_130(capsys):
   assert status == 130 and err.strip() == 'tool: interrupted'
 
 
+def test_sigterm_unwinds_like_ctrl_c_and_is_143(capsys):
+  """A real SIGTERM to this process while the command runs: its `finally` blocks run, status 143, and it says so;
+  the handler it replaced is back afterwards."""
+  cleaned = []
+
+  def command():
+    try:
+      os.kill(os.getpid(), signal.SIGTERM)
+      time.sleep(5)   # the handler raises before this ends
+    finally:
+      cleaned.append(True)
+
+  previous = signal.getsignal(signal.SIGTERM)
+  status, err = _guarded(capsys, command)
+  assert status == 143 and err.strip() == 'tool: terminated (SIGTERM)' and cleaned == [True]
+  assert signal.getsignal(signal.SIGTERM) is previous
+
+
 def test_bugs_keep_their_traceback(capsys):
   with pytest.raises(ZeroDivisionError):
     cli.guarded('tool', lambda: 1 / 0)
@@ -63,6 +83,8 @@ def test_traceback_on_request(capsys, monkeypatch, env, verbosity, shown):
 def test_device_out_of_memory_is_recognised():
   import jax  # pylint: disable=g-import-not-at-top
   assert cli.is_device_out_of_memory(jax.errors.JaxRuntimeError('RESOURCE_EXHAUSTED: Out of memory allocating'))
+  assert cli.is_device_out_of_memory(jax.errors.JaxRuntimeError(   # the CPU backend's, when fetching a result
+      'INTERNAL: Error dispatching computation: Out of memory allocating 2199023325812 bytes.'))
   assert not cli.is_device_out_of_memory(jax.errors.JaxRuntimeError('INTERNAL: other'))
   assert not cli.is_device_out_of_memory(RuntimeError('RESOURCE_EXHAUSTED'))
 
@@ -118,10 +140,15 @@ def test_datasets_build_bad_inputs(tmp_path, args, fragments):
     (['--workdir={tmp}/w', '--config=configs/test.py', '--config.dataset.name=bsd/2ms16ms',
       '--config.dataset.data_dir={tmp}/tfds'], ['bsd/2ms16ms', 'python -m datasets.build']),
     (['--workdir={tmp}/w', '--config=configs/nope.py'], ['configs/nope.py']),
+    (['--workdir={tmp}/w', '--config=configs/test.py', '--config.num_train_steps=-5',
+      '--config.dataset.data_dir={tmp}/tfds'], ['config.num_train_steps=-5 must be >= 0']),
+    (['--workdir=README.md/w', '--config=configs/test.py', '--config.dataset.data_dir={tmp}/tfds'],
+     ['--workdir README.md/w: cannot be created, ', 'README.md is a file, not a folder.']),
 ])
 def test_main_bad_inputs(tmp_path, args, fragments):
   assert_one_line_error(run_command('estrnn_jax.main', *[a.format(tmp=tmp_path) for a in args]), 'main', *fragments)
   assert not (tmp_path / 'w').exists()   # refused before the workdir is created
+  assert not (tmp_path / 'tfds').exists()   # and before the synthetic dataset is built
 
 
 @pytest.mark.parametrize('args,fragments', [

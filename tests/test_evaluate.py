@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -169,8 +170,41 @@ def test_full_protocol_compiles_once_per_frame_size(tiny_model, random_sequence)
   np.testing.assert_allclose(short.blur_psnr, _numpy_psnr(blur[:9], sharp[:9]), rtol=1e-5)
 
 
+class ReciprocalDeblur(nn.Module):
+  """Outputs 0.01 / (centre frame + 0.5): finite for a sequence without black pixels, Inf where one is black
+  (finite weights whose output overflows, as a diverging model's can, for some inputs only)."""
+  past_frames: int = 2
+  future_frames: int = 2
+
+  @nn.compact
+  def __call__(self, frames):
+    scale = self.param('scale', nn.initializers.ones, ())
+    return 0.01 * scale / (frames[:, self.past_frames:frames.shape[1] - self.future_frames] + 0.5)
+
+
+def test_non_finite_sequence_gets_no_score_after_the_others_are_scored(caplog):
+  """Three sequences, the middle one with black pixels: the other two are scored (their lines logged with their
+  numbers), then the run fails naming only the middle one; nothing is returned."""
+  blur, sharp = _index_coded_sequence(9)
+  black = blur.copy()
+  black[4, :2, :2] = 0     # frame 4 (scored) has black pixels: 0.01 / 0 = Inf
+  evaluator = evaluation.SequenceEvaluator(ReciprocalDeblur(), {'scale': jnp.ones(())}, protocol='reference')
+  outputs_u8 = images.to_uint8(0.01 / (images.from_uint8(blur[2:7]) + 0.5))
+  expected_psnr = float(np.mean(_numpy_psnr(outputs_u8, sharp[2:7])))
+  sequences = [('first', blur, sharp), ('broken', black, sharp), ('third', blur, sharp)]
+  with caplog.at_level('INFO'), pytest.raises(
+      evaluation.NonFiniteOutputError, match=r'^1 of 3 sequences got NaN/Inf outputs and no score \(broken\)'):
+    evaluation.evaluate_sequences(evaluator, sequences, total=3)
+  lines = [r.getMessage() for r in caplog.records]
+  assert any("Sequence 'broken': the model output NaN/Inf at 1 of 5 scored frames (first: frame 4)" in line
+             for line in lines), lines
+  for index, name in ((1, 'first'), (3, 'third')):
+    line = next(line for line in lines if line.startswith(f'[{index}/3] {name}: 5 frames, PSNR '))
+    np.testing.assert_allclose(float(re.search(r'PSNR ([0-9.]+) dB', line).group(1)), expected_psnr, atol=6e-4)
+
+
 @pytest.mark.parametrize('protocol', ['reference', 'full'])
-def test_non_finite_outputs_get_no_score(tiny_model, random_sequence, protocol):
+def test_non_finite_weights_fail_every_sequence_by_name(tiny_model, random_sequence, protocol):
   """A NaN weight (a diverged run) makes every output NaN: each sequence fails by name; nothing is returned."""
   model, params = tiny_model
   blur, sharp = random_sequence
@@ -182,6 +216,25 @@ def test_non_finite_outputs_get_no_score(tiny_model, random_sequence, protocol):
     evaluator('a', blur, sharp)
   with pytest.raises(evaluation.NonFiniteOutputError, match=r'2 of 2 sequences got NaN/Inf outputs .*\(a, b\)'):
     evaluation.evaluate_sequences(evaluator, [('a', blur, sharp), ('b', blur[:9], sharp[:9])])
+
+
+def test_full_protocol_scores_sequences_shorter_than_the_window(tiny_model, random_sequence):
+  """`deblur` outputs every frame of a 1-4 frame video; `--protocol full` scores them (the reference protocol,
+  which needs a whole GSA window, refuses them and says to use full)."""
+  model, params = tiny_model
+  blur, sharp = random_sequence
+  evaluator = evaluation.SequenceEvaluator(model, params, protocol='full', chunk_frames=6)
+  for length in (1, 3, 4):
+    result = evaluator('short', blur[:length], sharp[:length], keep_outputs=True)
+    expected = inference.deblur_video(model, {'params': params}, blur[:length],
+                                      group_size=inference.DEFAULT_GROUP_SIZE)
+    np.testing.assert_array_equal(result.frames, np.arange(length))
+    np.testing.assert_array_equal(result.outputs, expected)
+    np.testing.assert_allclose(result.psnr, _numpy_psnr(expected, sharp[:length]), rtol=1e-5)
+  with pytest.raises(ValueError, match=r"'short' has 4 frames, fewer than one GSA window \(5\) that the reference "
+                                       r'protocol needs; --protocol full'):
+    evaluation.SequenceEvaluator(model, params)('short', blur[:4], sharp[:4])
+
 
 def test_evaluator_rejects_bad_sequences(tiny_model):
   model, params = tiny_model
@@ -205,12 +258,8 @@ def test_summary_is_the_mean_over_frames():
 
 
 @pytest.fixture(scope='module')
-def tiny_data_dir(tmp_path_factory):
-  """synthetic_blur/tiny, built once per test worker."""
-  from datasets import build  # pylint: disable=g-import-not-at-top
-  data_dir = tmp_path_factory.getbasetemp() / 'tfds_tiny'
-  build.build('synthetic_blur/tiny', data_dir)
-  return data_dir
+def tiny_data_dir(tiny_dataset):
+  return tiny_dataset
 
 
 def _evaluate_cli(tiny_model, data_dir, tmp_path, *flags):
@@ -285,19 +334,29 @@ def test_restore_model_reads_official_checkpoint(testdata):
   assert model.apply(variables, frames).shape == (1, 1, 8, 8, 3)
 
 
-def test_device_out_of_memory_names_the_sequence_frame_size_and_fix(tiny_model, random_sequence, monkeypatch):
+class ExhaustingDeblur(nn.Module):
+  """IdentityDeblur plus one impossible (1 TiB) intermediate: XLA's own out-of-memory error, raised while the
+  jitted evaluation step runs (not by anything at its call boundary)."""
+  past_frames: int = 2
+  future_frames: int = 2
+
+  @nn.compact
+  def __call__(self, frames):
+    scale = self.param('scale', nn.initializers.ones, ())
+    centre = frames[:, self.past_frames:frames.shape[1] - self.future_frames] * scale
+    waste = jnp.cumsum(jnp.broadcast_to(centre.ravel()[0], (2**38,)))[-1]
+    return centre + waste * 0
+
+
+def test_device_out_of_memory_names_the_sequence_frame_size_and_fix(random_sequence, monkeypatch):
   from estrnn_jax import cli  # pylint: disable=g-import-not-at-top
-  model, params = tiny_model
   blur, sharp = random_sequence
-  evaluator = evaluation.SequenceEvaluator(model, params, chunk_frames=12)
-
-  def out_of_memory(*args, **kwargs):
-    raise jax.errors.JaxRuntimeError('RESOURCE_EXHAUSTED: Out of memory while trying to allocate 9000000000 bytes.')
-
-  monkeypatch.setattr(evaluator, '_forward', out_of_memory)
+  evaluator = evaluation.SequenceEvaluator(ExhaustingDeblur(), {'scale': jnp.ones(())}, chunk_frames=12)
   with pytest.raises(cli.UserError, match=r"sequence 'seq' \(26 frames of 46x30\) with the reference protocol: "
-                                          r'use shorter chunks .* now 12\) or --protocol full'):
+                                          r'use shorter chunks .* now 12\) or --protocol full') as info:
     evaluation.evaluate_sequences(evaluator, [('seq', blur, sharp)])
+  assert isinstance(info.value.__cause__, jax.errors.JaxRuntimeError)
+  assert 'RESOURCE_EXHAUSTED' in str(info.value.__cause__)
   monkeypatch.setattr(evaluator, '_forward', lambda *a: (_ for _ in ()).throw(jax.errors.JaxRuntimeError('INTERNAL')))
   with pytest.raises(jax.errors.JaxRuntimeError, match='INTERNAL'):   # other device errors are not disguised
     evaluation.evaluate_sequences(evaluator, [('seq', blur, sharp)])

@@ -203,6 +203,7 @@ def test_gpu_plan_of_the_tiny_config(tmp_path):
     (['--target=v5litepod-3'], 'no v5litepod slice has 3 chips'),
     (['--target=v5litepod-4', '--config.model.n_blockz=2'], 'no such field'),
     (['--target=v5litepod-4', '--memory_fraction=0'], 'memory fraction must be in (0, 1]'),
+    (['--target=v5litepod-4', '--json=README.md/plan.json'], '--json README.md/plan.json: cannot be created, '),
 ])
 def test_bad_input_is_a_one_line_error(args, message):
   result = _plan(*args, timeout=300)

@@ -1,13 +1,14 @@
 """The training loop end to end on `configs/test.py` and the tiny synthetic dataset.
 
-All runs share one persistent compilation cache (`runtime.use_compilation_cache`), so the train step compiles
-once per mesh for the whole module.
+All runs share one persistent compilation cache (`runtime.use_compilation_cache`, conftest's `compilation_cache`),
+so each train step program compiles once per test session.
 """
 
 import os
 import pathlib
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,18 +16,17 @@ import threading
 import time
 
 import jax
-from jax.experimental.compilation_cache import compilation_cache
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import conftest
 from configs import test as test_config
 from estrnn_jax import checkpoints
 from estrnn_jax import images
 from estrnn_jax import model as model_lib
 from estrnn_jax import resume
-from estrnn_jax import runtime
 from estrnn_jax import sharding
 from estrnn_jax import train
 
@@ -35,22 +35,13 @@ STEPS = 40
 
 
 @pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  """synthetic_blur/tiny, built once per test worker (through the same path training uses)."""
-  from datasets import build  # pylint: disable=g-import-not-at-top
-  path = tmp_path_factory.getbasetemp() / 'tfds_tiny'
-  build.build('synthetic_blur/tiny', path)
-  return path
+def data_dir(tiny_dataset):
+  return tiny_dataset
 
 
 @pytest.fixture(scope='module')
-def cache_dir(tmp_path_factory):
-  previous = jax.config.jax_compilation_cache_dir
-  path = tmp_path_factory.mktemp('jax_cache')
-  runtime.use_compilation_cache(path)
-  yield path
-  jax.config.update('jax_compilation_cache_dir', previous)
-  compilation_cache.reset_cache()
+def cache_dir(compilation_cache):
+  return compilation_cache
 
 
 def _make_config(data_dir, cache_dir):
@@ -152,6 +143,151 @@ def test_resumed_run_equals_unbroken_run(unbroken, config, tmp_path):
   resumed = train.train_and_evaluate(config, tmp_path)  # picks up the model and the data stream
   assert int(resumed.step) == STEPS
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), _params(resumed), expected)
+
+
+# A cosine schedule with warm-up, stopped by a real SIGTERM at step PREEMPTED_AT: neither a checkpoint boundary nor
+# the end of the warm-up, so the resumed run must restore the optimiser, the schedule's position and the data stream.
+COSINE_STEPS, PREEMPTED_AT = 8, 5
+
+
+def _cosine_config(data_dir, cache_dir):
+  config = _make_config(data_dir, cache_dir)
+  config.num_train_steps = COSINE_STEPS
+  config.optimizer.schedule = 'cosine'
+  config.optimizer.warmup_steps = 3
+  config.optimizer.end_learning_rate = 1e-5
+  return config
+
+
+@pytest.fixture(scope='module')
+def cosine_unbroken(data_dir, cache_dir, tmp_path_factory):
+  state = train.train_and_evaluate(_cosine_config(data_dir, cache_dir), tmp_path_factory.mktemp('cosine_unbroken'))
+  return _params(state)
+
+
+@pytest.fixture(scope='module')
+def preempted_workdir(data_dir, cache_dir, tmp_path_factory):
+  """A cosine run that this process SIGTERMs while step PREEMPTED_AT runs, then resumed to the end: (workdir with
+  checkpoints PREEMPTED_AT and COSINE_STEPS, the state the preempted run stopped with, the resumed params)."""
+  config = _cosine_config(data_dir, cache_dir)
+  workdir = tmp_path_factory.mktemp('preempted')
+  original, batches = sharding.shard_batch, []
+
+  def signalling(batch, mesh):
+    batches.append(1)
+    if len(batches) == PREEMPTED_AT:
+      os.kill(os.getpid(), signal.SIGTERM)   # a real signal, to the handler training installs
+    return original(batch, mesh)
+
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(sharding, 'shard_batch', signalling)
+    stopped = train.train_and_evaluate(config, workdir)
+  stopped_step = int(stopped.step)
+  saved = sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir() if p.name.isdigit())
+  resumed = train.train_and_evaluate(config, workdir)
+  return workdir, stopped_step, saved, _params(resumed)
+
+
+def test_resume_after_sigterm_mid_schedule_equals_the_unbroken_run(preempted_workdir, cosine_unbroken):
+  workdir, stopped_step, saved_then, resumed = preempted_workdir
+  assert stopped_step == PREEMPTED_AT and saved_then == [PREEMPTED_AT]
+  assert sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir() if p.name.isdigit()) == [
+      PREEMPTED_AT, COSINE_STEPS]
+  differences = jax.tree.leaves(jax.tree.map(lambda a, b: float(np.max(np.abs(a - b))), resumed, cosine_unbroken))
+  assert max(differences) == 0.0
+
+
+def _main(workdir, data_dir, cache_dir, *overrides):
+  """`python -m estrnn_jax.main` of the cosine config on `workdir` (one device is enough to fail or resume)."""
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8', JAX_PLATFORMS='cpu')
+  env.pop('ESTRNN_TRACEBACK', None)
+  return subprocess.run(
+      [sys.executable, '-m', 'estrnn_jax.main', '--config=configs/test.py', f'--workdir={workdir}',
+       f'--config.dataset.data_dir={data_dir}', f'--config.compilation_cache_dir={cache_dir}',
+       f'--config.num_train_steps={COSINE_STEPS + 2}', '--config.optimizer.schedule=cosine',
+       '--config.optimizer.warmup_steps=3', '--config.optimizer.end_learning_rate=1e-5',
+       '--config.checkpoint_every_steps=1000', '--config.eval_every_steps=-1', *overrides],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def _one_error_line(result, *fragments):
+  assert result.returncode == 1, result.stderr[-3000:]
+  assert 'Traceback' not in result.stderr and 'Exception ignored' not in result.stderr, result.stderr[-3000:]
+  line = result.stderr.strip().splitlines()[-1]
+  assert line.startswith('main: error: '), result.stderr[-3000:]
+  for fragment in fragments:
+    assert fragment in line, (fragment, line)
+  return line
+
+
+def test_failed_resume_without_the_json_files_changes_nothing(preempted_workdir, data_dir, cache_dir, tmp_path):
+  """config.json and model_config.json are gone and another model is asked for: the checkpoint's own arrays
+  refuse it, before anything is written (the JSONs used to be rewritten first, mislabelling the checkpoints)."""
+  workdir = tmp_path / 'run'
+  shutil.copytree(preempted_workdir[0], workdir)
+  (workdir / 'config.json').unlink()
+  (workdir / 'model_config.json').unlink()
+  before = conftest.tree_digest(workdir)
+  result = _main(workdir, data_dir, cache_dir, '--config.model.n_features=8')
+  _one_error_line(result, f'{workdir} holds checkpoints of a different model',
+                  f'Step {COSINE_STEPS} does not fit the config: params.cell.F_B0.bias: float32[4] saved, '
+                  'float32[8] now', 'its model_config.json is missing')
+  assert conftest.tree_digest(workdir) == before
+
+
+def test_damaged_latest_checkpoint_is_named_with_the_way_back(preempted_workdir, cosine_unbroken, data_dir,
+                                                               cache_dir, tmp_path):
+  """One file of the latest step truncated: one line naming the step and how to resume from the one before, the
+  workdir untouched (nothing damaged is deleted); following the advice resumes from that step, exactly."""
+  workdir = tmp_path / 'run'
+  shutil.copytree(preempted_workdir[0], workdir)
+  latest = workdir / 'checkpoints' / str(COSINE_STEPS)
+  data_file = max((p for p in (latest / 'state').rglob('*') if p.is_file() and p.parent.name == 'd'),
+                  key=lambda p: p.stat().st_size)
+  data_file.write_bytes(data_file.read_bytes()[:1000])
+  before = conftest.tree_digest(workdir)
+  result = _main(workdir, data_dir, cache_dir)
+  _one_error_line(result, f'{latest} is damaged or incomplete and cannot be read', 'Nothing was written.',
+                  f'To resume from step {PREEMPTED_AT}, the newest other checkpoint, move {latest} out of')
+  assert conftest.tree_digest(workdir) == before
+  latest.rename(workdir / f'damaged_step_{COSINE_STEPS}')
+  resumed = train.train_and_evaluate(_cosine_config(data_dir, cache_dir), workdir)
+  differences = jax.tree.map(lambda a, b: float(np.max(np.abs(a - b))), _params(resumed), cosine_unbroken)
+  assert max(jax.tree.leaves(differences)) == 0.0
+
+
+def test_unreadable_metadata_of_the_latest_checkpoint_is_named_with_the_way_back(preempted_workdir, data_dir,
+                                                                                  cache_dir, tmp_path):
+  """The latest step's description of its arrays (Orbax's _METADATA) truncated: refused before anything is
+  restored or written, with the same way back as for a damaged array file."""
+  workdir = tmp_path / 'run'
+  shutil.copytree(preempted_workdir[0], workdir)
+  latest = workdir / 'checkpoints' / str(COSINE_STEPS)
+  metadata = latest / 'state' / '_METADATA'
+  metadata.write_bytes(metadata.read_bytes()[:100])
+  before = conftest.tree_digest(workdir)
+  with pytest.raises(checkpoints.CheckpointDamagedError) as info:
+    train.train_and_evaluate(_cosine_config(data_dir, cache_dir), workdir)
+  message = str(info.value)
+  assert message.startswith(f'{latest / "state"} is damaged or incomplete and cannot be read ('), message
+  assert message.endswith(f'Its description of the saved arrays is unreadable. Nothing was written. To resume from '
+                          f'step {PREEMPTED_AT}, the newest other checkpoint, move {latest} out of {latest.parent} '
+                          '(nothing is deleted for you); or start a fresh --workdir.'), message
+  assert '\n' not in message
+  assert conftest.tree_digest(workdir) == before
+
+
+def test_full_disk_during_a_checkpoint_save_names_the_workdir(config, mounts, capsys):
+  """The workdir's disk fills while Orbax writes the step: one line naming --workdir and the cause (not Orbax's
+  temporary), and the half-written step is removed."""
+  from estrnn_jax import cli  # pylint: disable=g-import-not-at-top
+  workdir = mounts.tiny('160k')   # room for the JSON files and events, not for a train state (~0.7 MB)
+  config.num_train_steps = 1
+  assert cli.guarded('main', lambda: train.train_and_evaluate(config, workdir)) == 1
+  line = capsys.readouterr().err.strip().splitlines()[-1]
+  assert re.fullmatch(rf'main: error: --workdir {workdir}: cannot write it \(No space left on device\); (the '
+                      r'checkpoint of )?step 1 was not saved \(earlier ones are kept\)\.', line), line
+  assert [p.name for p in (workdir / 'checkpoints').iterdir()] == []
 
 
 def _snapshot(directory):
@@ -259,7 +395,7 @@ def test_sigterm_saves_a_usable_checkpoint(data_dir, cache_dir, tmp_path):
       if 'Finished step 1 ' in line:
         proc.send_signal(signal.SIGTERM)
         break
-    assert proc.wait(timeout=120) == 0, ''.join(log[-30:])
+    assert proc.wait(timeout=120) == 143, ''.join(log[-30:])   # stopped by SIGTERM, after saving
     while (line := lines.get(timeout=30)) is not None:
       log.append(line)
   except queue.Empty:
@@ -267,6 +403,8 @@ def test_sigterm_saves_a_usable_checkpoint(data_dir, cache_dir, tmp_path):
   finally:
     proc.kill()
   assert any('SIGTERM received' in line for line in log)
+  assert re.fullmatch(r'main: stopped at step \d+ of 100000 by SIGTERM \(or a preemption notice\) after saving '
+                      r'its checkpoint; rerun the same command to resume\.', log[-1].strip()), log[-3:]
   # The checkpoint was written, but Orbax's INFO chatter stays off the console (main.py's filter).
   orbax_info = [line for line in log if line.startswith('I') and
                 (' checkpoint_manager.py:' in line or ' async_checkpointer.py:' in line)]
