@@ -105,7 +105,7 @@ def test_one_step_run_writes_checkpoint_events_and_configs(config, tmp_path):
   saved = model.to_config()
   assert saved == {'n_features': 4, 'n_blocks': 2, 'past_frames': 2, 'future_frames': 2, 'dtype': 'float32',
                    'remat': False, 'unroll': True, 'fold_gsa': True, 'residual': True, 'cell': 'rdb',
-                   'fusion': 'gsa'}
+                   'fusion': 'gsa', 'input': 'rgb'}
   import json  # pylint: disable=g-import-not-at-top
   assert json.loads((tmp_path / 'config.json').read_text())['num_train_steps'] == 1
 
