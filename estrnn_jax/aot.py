@@ -19,6 +19,7 @@ import importlib.resources
 import importlib.util
 import os
 import pathlib
+import re
 import sys
 import time
 from typing import Any
@@ -131,16 +132,36 @@ class CompiledProgram:
   temporaries: int
   code: int
   hlo_text: str | None = None
+  refused: str | None = None   # the compiler's own out-of-memory message, when it would not build the program
 
   @property
   def total(self) -> int:
     return self.arguments + self.outputs - self.aliased + self.temporaries + self.code
 
 
+# libtpu refuses to build a program whose temporaries exceed the chip's memory, e.g. "RESOURCE_EXHAUSTED: Ran out of
+# memory on HBM, the total memory required for HLO temporaries (31.45G) exceeds available HBM (30.75G)." (G: GiB).
+_TPU_OUT_OF_MEMORY = re.compile(r'memory required for HLO temporaries \(([0-9.]+)([KMGT])\) exceeds available HBM')
+_UNITS = {'K': 2**10, 'M': 2**20, 'G': 2**30, 'T': 2**40}
+
+
+def out_of_memory_temporaries(message: str) -> int | None:
+  """Bytes of temporaries in libtpu's out-of-memory compile error `message`; None for any other error."""
+  match = _TPU_OUT_OF_MEMORY.search(message)
+  return None if match is None else int(float(match.group(1)) * _UNITS[match.group(2)])
+
+
 def compile_program(lowered: jax.stages.Lowered, *, keep_hlo: bool = False) -> CompiledProgram:
   """Compiles `lowered` (timed) and reads its per-device memory analysis."""
   start = time.perf_counter()
-  compiled = lowered.compile()
+  try:
+    compiled = lowered.compile()
+  except jax.errors.JaxRuntimeError as e:   # a program too big for the chip is a plan answer, not a crash
+    temporaries = out_of_memory_temporaries(str(e))
+    if temporaries is None:
+      raise
+    return CompiledProgram(compile_s=time.perf_counter() - start, arguments=0, outputs=0, aliased=0,
+                           temporaries=temporaries, code=0, refused=str(e).strip().splitlines()[0])
   seconds = time.perf_counter() - start
   memory = compiled.memory_analysis()
   return CompiledProgram(

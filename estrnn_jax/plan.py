@@ -104,6 +104,10 @@ def format_program(program: planning.Program, guess: Estimate | None) -> str:
   if target.usable_fraction < 1:
     whose = '--memory_fraction' if target.memory_fraction is not None else "JAX's default"
     budget += f' ({target.usable_fraction:.0%} of {_gib(target.chip.hbm_bytes)}, {whose})'
+  if m.refused:   # the compiler would not build it: only its temporaries are known
+    return (f'  {program.name:<10} {program.shapes}\n'
+            f'             per chip: temporaries alone {_gib(m.temporaries)} GiB of {budget}: DOES NOT FIT (the '
+            f'compiler refused it after {m.compile_s:.1f} s: {m.refused})')
   lines = [f'  {program.name:<10} {program.shapes}',
            f'             per chip: arguments {_gib(m.arguments)} + outputs {_gib(m.outputs)} - donated '
            f'{_gib(m.aliased)} + temporaries {_gib(m.temporaries)} + code {_gib(m.code)} = {_gib(m.total)} GiB '
@@ -124,6 +128,8 @@ def program_json(program: planning.Program, guess: Estimate | None) -> dict[str,
                             'temporaries': m.temporaries, 'code': m.code, 'total': m.total},
          'budget_bytes': program.target.budget_bytes, 'fits': program.fits, 'margin_bytes': program.margin_bytes,
          'compile_s': round(m.compile_s, 2)}
+  if m.refused:
+    out['refused_by_compiler'] = m.refused
   if guess is not None:
     out['estimate'] = {'flops_per_chip': guess.flops, 'peak_flops_per_chip': guess.peak, 'mfu': guess.mfu,
                        'step_s': guess.step_s, 'steps_per_s': 1 / guess.step_s,

@@ -60,7 +60,7 @@ class Program:
 
   @property
   def fits(self) -> bool:
-    return self.memory.total <= self.target.budget_bytes
+    return self.memory.refused is None and self.memory.total <= self.target.budget_bytes
 
   @property
   def margin_bytes(self) -> int:
@@ -308,17 +308,21 @@ def max_batch(config: ml_collections.ConfigDict, target: accelerators.Target, *,
       compiled[units] = compile_train(with_overrides(config, {'batch_size': units * unit}), target)
     return compiled[units].memory.total
 
+  def fits(units: int) -> bool:
+    total(units)
+    return compiled[units].fits
+
   def result(fit: int, above: int | None) -> MaxBatch:
     return MaxBatch(fit * unit, compiled.get(fit), compiled.get(above) if above else None, len(compiled),
                     {u * unit: p.memory.total for u, p in sorted(compiled.items())})
 
-  if total(1) > budget:
+  if not fits(1):
     return result(0, 1)
   fit, over = 1, None           # largest units known to fit, smallest known not to
   probe = min(2, limit)
   while fit < limit and (over is None or over > fit + 1):
     if probe not in compiled:
-      if total(probe) <= budget:
+      if fits(probe):
         fit = probe
       else:
         over = probe

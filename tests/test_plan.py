@@ -18,6 +18,7 @@ import pytest
 from estrnn_jax import accelerators
 from estrnn_jax import aot
 from estrnn_jax import model as model_lib
+from estrnn_jax import plan
 from estrnn_jax import planning
 from estrnn_jax import train
 
@@ -245,3 +246,42 @@ def test_installed_compilers_change_nothing_for_other_commands(tmp_path):
   assert installed.returncode == absent.returncode == 0, installed.stderr
   assert installed.stdout == absent.stdout == '[CpuDevice(id=0)]\n[]\n'
   assert installed.stderr == absent.stderr
+
+
+class _RefusedByCompiler:
+  """A lowered program whose compile fails as libtpu's does for a program bigger than the chip (its message
+  verbatim, from the v4-8 largest-batch search of configs/bsd.py:2ms16ms at batch 32)."""
+
+  def __init__(self, message):
+    self.message = message
+
+  def compile(self):
+    raise jax.errors.JaxRuntimeError(self.message)
+
+
+def test_a_program_the_compiler_refuses_for_memory_does_not_fit():
+  message = ('RESOURCE_EXHAUSTED: Ran out of memory on HBM, the total memory required for HLO temporaries (31.45G) '
+             'exceeds available HBM (30.75G).')
+  memory = aot.compile_program(_RefusedByCompiler(message))
+  assert memory.temporaries == int(31.45 * 2**30) and memory.total == memory.temporaries
+  assert memory.refused.startswith('RESOURCE_EXHAUSTED: Ran out of memory on HBM')
+  target = accelerators.target('v4-8')                   # 32 GiB per chip
+  program = planning.Program('train', 'batch 32', target, target.chips, memory)
+  assert not program.fits   # 31.45 GiB is under the 32 GiB data-sheet figure, but not under what libtpu leaves
+  text = plan.format_program(program, None)
+  assert 'temporaries alone 31.45 GiB of 32.00 GiB: DOES NOT FIT' in text and 'compiler refused it' in text
+  assert plan.program_json(program, None)['refused_by_compiler'] == memory.refused
+  with pytest.raises(jax.errors.JaxRuntimeError, match='INTERNAL'):   # any other compile error stays an error
+    aot.compile_program(_RefusedByCompiler('INTERNAL: something else'))
+
+
+def test_largest_batch_search_stops_where_the_compiler_refuses():
+  """libtpu leaves less than the data sheet's HBM: a refused program is over, whatever its temporaries."""
+  target = accelerators.target('v4-8')                   # 4 chips of 32 GiB
+  def compile_train(config, target):
+    per_chip = config.batch_size // target.chips
+    memory = aot.CompiledProgram(compile_s=0.0, arguments=0, outputs=0, aliased=0, temporaries=per_chip * 2**30,
+                                 code=0, refused='RESOURCE_EXHAUSTED: Ran out of memory' if per_chip > 3 else None)
+    return planning.Program('train', '', target, target.chips, memory)
+  found = planning.max_batch(_tiny_config(batch_size=8), target, compile_train=compile_train)
+  assert found.batch_size == 12 and found.above.memory.refused
