@@ -50,7 +50,8 @@ _RULES: tuple[tuple[str, str, str], ...] = (
     (r'recons\.model\.([01])', 'reconstructor/up_{0}', 'deconv'),
     (r'recons\.model\.2', 'reconstructor/out', 'conv'),
 )
-# ESTRNN-RAW (`model/ESTRNN-RAW.py`): its own cell front (`model.RawRDBCell`), then the rules above from F_B2 on.
+# ESTRNN-RAW (`model/ESTRNN-RAW.py`): its own cell front (`model.RawRDBCell`), then the rules above, from F_B2 on (its
+# F_B0 and F_B1 keys, `cell.F_B0.0` and `cell.F_B1.<i>.`, match none of the RGB rules, which are full matches).
 _RAW_RULES: tuple[tuple[str, str, str], ...] = (
     (r'cell\.downsampling\.0', 'cell/front_down', 'conv'),
     (r'cell\.pixel_unshuffle\.1', 'cell/front_unshuffle', 'conv'),
@@ -59,11 +60,7 @@ _RAW_RULES: tuple[tuple[str, str, str], ...] = (
     (r'cell\.cbam\.ChannelGate\.mlp\.3', 'cell/cbam/mlp_out', 'linear'),
     (r'cell\.F_B1\.([01])\.dense_layers\.(\d+)\.conv', 'cell/F_B1_{0}/dense_{1}', 'conv'),
     (r'cell\.F_B1\.([01])\.conv1x1', 'cell/F_B1_{0}/fuse', 'conv'),
-) + tuple(rule for rule in _RULES if not rule[0].startswith((r'cell\.F_B0', r'cell\.F_B([12])')))  + (
-    (r'cell\.F_B(2)\.rdb\.dense_layers\.(\d+)\.conv', 'cell/F_B{0}/rdb/dense_{1}', 'conv'),
-    (r'cell\.F_B(2)\.rdb\.conv1x1', 'cell/F_B{0}/rdb/fuse', 'conv'),
-    (r'cell\.F_B(2)\.down_sampling', 'cell/F_B{0}/down', 'conv'),
-)
+) + _RULES
 # ESTRNN-RAW's CBAM spatial gate: its conv (no bias), and its BatchNorm folded into the inference form of
 # `model.CBAM` under the names `_fold_raw_batch_norm` gives it.
 _RAW_SPATIAL_CONV = 'cell.cbam.SpatialGate.spatial.conv.weight'
