@@ -1,8 +1,8 @@
 """Compiling for accelerators this machine does not have: XLA ahead-of-time compilation for a `Target`.
 
 `target_devices(target)` gives compile-only devices of a Cloud TPU slice (libtpu's topology descriptions) or of
-GPU hosts (the CUDA plugin's compile-only client), with the target's real process (host) count. A jitted function lowered with `jax.ShapeDtypeStruct`s placed on them (`jax.jit(f).lower(...)`)
-compiles exactly as it would on the machine itself; `compile_program` times that and reads the compiler's memory
+GPU hosts (the CUDA plugin's compile-only client), with the target's real process (host) count. A jitted
+function lowered with `jax.ShapeDtypeStruct`s placed on them (`jax.jit(f).lower(...)`) compiles exactly as it would on the machine itself; `compile_program` times that and reads the compiler's memory
 analysis, which is exact per device. (`cost_analysis()` is not used: it counts a loop's body once.)
 
 The compilers (libtpu, the CUDA plugin and its compiler wheels; `requirements-plan.txt`) live in their own folder,
